@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Set up .venv and run the whole test suite (lint, unit/property tests, doctests, docs code).
+# Extra arguments go to pytest, e.g. `bash scripts/test.sh -k blocks`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+exec .venv/bin/python -m pytest -n 2 --dist loadgroup "$@"
