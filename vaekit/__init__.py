@@ -8,6 +8,7 @@ zoo, lpips, matplotlib) is imported until it is used.
 __version__ = "0.1.0"
 
 from . import blocks, data, functional, losses, metrics, presets, schedules, viz
+from ._validation import DTypeError
 from .config import VAEConfig
 from .distributions import DiagonalGaussian
 from .models import VAE, Decoder, Encoder
@@ -15,8 +16,9 @@ from .outputs import LossOutput, VAEOutput
 
 __all__ = [
     "VAE",
-    "DiagonalGaussian",
+    "DTypeError",
     "Decoder",
+    "DiagonalGaussian",
     "Encoder",
     "LossOutput",
     "VAEConfig",

@@ -14,6 +14,7 @@ import torch
 
 __all__ = [
     "REDUCTIONS",
+    "DTypeError",
     "check_choice",
     "check_finite",
     "check_float_tensor",
@@ -28,17 +29,23 @@ __all__ = [
 REDUCTIONS = ("none", "mean", "sum", "batchmean")
 
 
+class DTypeError(TypeError, ValueError):
+    """A tensor of the wrong dtype. A ``TypeError`` (the Python convention) that is also a
+    ``ValueError``, so ``except ValueError`` around a loss or model call catches every bad-input
+    error vaekit raises."""
+
+
 def is_compiling() -> bool:
     """True while ``torch.compile``/dynamo traces the caller (value checks are skipped)."""
     return torch.compiler.is_compiling()
 
 
 def check_float_tensor(x: object, name: str = "input") -> torch.Tensor:
-    """Require a floating-point tensor; raise ``TypeError`` otherwise."""
+    """Require a floating-point tensor; raise :class:`DTypeError` otherwise."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if not x.is_floating_point():
-        raise TypeError(
+        raise DTypeError(
             f"{name} must be a floating-point tensor (e.g. float32 images in [0, 1]), got dtype "
             f"{x.dtype}; convert with x.float() / 255 for uint8 images"
         )

@@ -1,0 +1,279 @@
+"""KL, free bits, composition (Weighted, MultiScale) and VAELoss scaling."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import vaekit as vk
+
+
+def gaussian(*shape: int, seed: int = 0, scale: float = 1.0) -> vk.DiagonalGaussian:
+    g = torch.Generator().manual_seed(seed)
+    return vk.DiagonalGaussian(
+        scale * torch.randn(shape, generator=g), scale * torch.randn(shape, generator=g)
+    )
+
+
+floats = st.floats(-4, 4, allow_nan=False, width=32)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.tuples(floats, floats, floats, floats), min_size=1, max_size=6))
+def test_kl_matches_torch_distributions(rows):
+    m, lv, m2, lv2 = torch.tensor(rows, dtype=torch.float64).T.reshape(4, 1, -1)
+    normal = lambda mean, logvar: torch.distributions.Normal(mean, torch.exp(0.5 * logvar))
+    std = torch.distributions.kl_divergence(normal(m, lv), normal(0 * m, 0 * lv)).sum(-1).mean()
+    torch.testing.assert_close(vk.losses.KL()(m, lv), std)
+    torch.testing.assert_close(vk.functional.free_bits_kl(m, lv), std)
+    prior = vk.DiagonalGaussian(m2, lv2, logvar_range=None)
+    two = torch.distributions.kl_divergence(normal(m, lv), normal(m2, lv2)).sum(-1).mean()
+    torch.testing.assert_close(vk.losses.KL()(m, lv, prior=prior), two)
+
+
+@pytest.mark.parametrize("shape", [(3, 5), (3, 2, 4, 4)])
+def test_kl_of_unit_shift_is_half_nat_per_dim(shape):
+    q = vk.DiagonalGaussian(torch.ones(shape), torch.zeros(shape))
+    dims = math.prod(shape[1:])
+    assert float(vk.losses.KL()(q)) == pytest.approx(0.5 * dims)
+    assert float(vk.losses.build("kl")(q.mean, q.logvar)) == pytest.approx(0.5 * dims)
+
+
+def test_kl_agrees_with_monte_carlo():
+    q = gaussian(4, 6, seed=3, scale=0.7)
+    n = 20_000
+    z = q.sample_n(n, generator=torch.Generator().manual_seed(0))  # (n, B, D)
+    prior = vk.DiagonalGaussian(torch.zeros_like(q.mean), torch.zeros_like(q.logvar))
+    log_ratio = (q.log_prob(z) - prior.log_prob(z)).mean(1)  # batch mean, (n,)
+    estimate, stderr = log_ratio.mean(), log_ratio.std() / math.sqrt(n)
+    assert abs(float(vk.losses.KL()(q)) - float(estimate)) < 4 * float(stderr)
+
+
+def test_kl_is_float32_under_autocast():
+    q = gaussian(2, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        value = vk.losses.KL(free_bits=0.1)(q.mean.bfloat16(), q.logvar.bfloat16())
+    assert value.dtype == torch.float32 and torch.isfinite(value)
+
+
+@pytest.mark.parametrize(
+    ("shape", "group", "groups"),
+    [((4, 6), "dim", 6), ((4, 2, 3, 3), "dim", 18), ((4, 2, 3, 3), "channel", 2),
+     ((4, 6), "element", 6)],
+)  # fmt: skip
+def test_free_bits_floor_and_gradients(shape, group, groups):
+    mean = torch.zeros(shape)
+    mean[:, 0] = 3.0  # group 0 is far above any floor, the rest is at KL = 0
+    mean.requires_grad_(True)
+    logvar = torch.zeros(shape, requires_grad=True)
+    lam = 0.5
+    kl = vk.losses.KL(free_bits=lam, group=group)
+    terms = kl.forward_terms(mean, logvar)
+    assert float(terms["kl"].detach()) >= lam * groups - 1e-6
+    assert float(terms["kl_raw"].detach()) == pytest.approx(4.5 * math.prod(shape[2:]))  # 0.5 * 3²
+    torch.testing.assert_close(
+        terms["kl"], vk.functional.free_bits_kl(mean, logvar, lam, group=group)
+    )
+    terms["kl"].backward()
+    assert float(mean.grad[:, 1:].abs().sum()) == 0  # below the floor: no gradient
+    assert float(mean.grad[:, 0].abs().sum()) > 0
+
+
+def test_free_bits_zero_is_plain_kl():
+    q = gaussian(3, 2, 4, 4, seed=5)
+    for group in vk.losses.kl.FREE_BITS_GROUPS:
+        torch.testing.assert_close(vk.losses.KL(0.0, group=group)(q), q.kl().mean())
+
+
+def test_kl_bad_arguments():
+    with pytest.raises(ValueError, match="group must be one of"):
+        vk.losses.KL(group="pixel")
+    with pytest.raises(ValueError, match="free_bits must be >= 0"):
+        vk.losses.KL(free_bits=-1.0)
+    with pytest.raises(TypeError, match="DiagonalGaussian or \\(mean, logvar\\)"):
+        vk.losses.KL()(torch.zeros(2, 3))
+    with pytest.raises(ValueError, match=r"\(2, 3\).*\(2, 4\)"):
+        vk.losses.KL()(torch.zeros(2, 3), torch.zeros(2, 4))
+
+
+# -- composition ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def batch() -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 1, 16, 16, generator=g)
+    return (x + 0.1 * torch.randn(x.shape, generator=g)).clamp(0, 1), x
+
+
+def test_weighted_terms_and_sum(batch):
+    noisy, x = batch
+    recon = vk.losses.Weighted({"l1": 1.0, "ssim": 0.5, "fft": (vk.losses.FFTLoss(focal=1.0), 0.1)})
+    terms = recon.forward_terms(noisy, x)
+    assert list(terms) == ["l1", "ssim", "fft"]
+    expected = terms["l1"] + 0.5 * terms["ssim"] + 0.1 * terms["fft"]
+    torch.testing.assert_close(recon(noisy, x), expected)
+    torch.testing.assert_close(terms["ssim"], vk.functional.ssim_loss(noisy, x))
+
+
+def test_weighted_rejects_bad_specs():
+    with pytest.raises(ValueError, match="unknown loss 'l3'"):
+        vk.losses.Weighted({"l3": 1.0})
+    with pytest.raises(ValueError, match="weight of term 'l1' must be >= 0"):
+        vk.losses.Weighted({"l1": -1.0})
+    with pytest.raises(ValueError, match="not a reconstruction loss"):
+        vk.losses.Weighted({"kl": 1.0})
+    with pytest.raises(ValueError, match="not one of"):
+        vk.losses.Weighted({"recon": (vk.losses.L1Loss(), 1.0)})
+    with pytest.raises(ValueError, match="same scalar reduction"):
+        vk.losses.Weighted({"l1": 1.0, "mse": (vk.losses.MSELoss(reduction="sum"), 1.0)})
+    with pytest.raises(TypeError, match="non-empty dict"):
+        vk.losses.Weighted({})
+
+
+def test_multiscale_averages_pyramid(batch):
+    noisy, x = batch
+    pool = torch.nn.functional.avg_pool2d
+    multi = vk.losses.MultiScale("mse", scales=3, weights=[2, 1, 1])
+    expected = (
+        2 * vk.functional.mse_loss(noisy, x)
+        + vk.functional.mse_loss(pool(noisy, 2), pool(x, 2))
+        + vk.functional.mse_loss(pool(noisy, 4), pool(x, 4))
+    ) / 4
+    torch.testing.assert_close(multi(noisy, x), expected)
+    torch.testing.assert_close(
+        vk.losses.MultiScale("l1", scales=1)(noisy, x), vk.functional.l1_loss(noisy, x)
+    )
+    nested = vk.losses.MultiScale(vk.losses.Weighted({"l1": 1.0, "ms_ssim": 0.5}), scales=2)
+    terms = nested.forward_terms(noisy, x)
+    assert terms.keys() == {"l1", "ms_ssim"}
+    torch.testing.assert_close(nested(noisy, x), terms["l1"] + 0.5 * terms["ms_ssim"])
+    with pytest.raises(ValueError, match="at least 32 px"):
+        vk.losses.MultiScale("l1", scales=6)(noisy, x)
+    with pytest.raises(ValueError, match="scales must be a positive int"):
+        vk.losses.MultiScale("l1", scales=0)
+
+
+# -- VAELoss --------------------------------------------------------------------------------
+
+
+def vae_output(x: torch.Tensor, recon_logvar=None, latent=(2, 4)) -> vk.VAEOutput:
+    g = torch.Generator().manual_seed(7)
+    q = vk.DiagonalGaussian(
+        torch.randn(latent, generator=g), 0.5 * torch.randn(latent, generator=g)
+    )
+    recon = (x + 0.1 * torch.randn(x.shape, generator=g)).clamp(0, 1).requires_grad_(True)
+    return vk.VAEOutput(recon=recon, posterior=q, z=q.mean, recon_logvar=recon_logvar)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "batchmean", "sum"])
+def test_total_is_negative_elbo_with_gaussian_likelihood(batch, reduction):
+    _, x = batch
+    out = vae_output(x)
+    sigma = 0.3
+    loss = vk.losses.VAELoss(recon=vk.losses.GaussianNLLLoss(sigma, reduction=reduction), beta=1.0)
+    res = loss(out, x)
+    # by hand: log p(x|z) per sample and KL per sample, in nats, float64
+    r, xd = out.recon.detach().double(), x.double()
+    log_px = (
+        (-0.5 * (math.log(2 * math.pi * sigma**2) + (xd - r) ** 2 / sigma**2)).flatten(1).sum(1)
+    )
+    m, lv = out.posterior.mean.double(), out.posterior.logvar.double()
+    kl = 0.5 * (m**2 + lv.exp() - 1 - lv).sum(1)
+    neg_elbo = kl - log_px  # (B,)
+    dims = x[0].numel()
+    expected = {"mean": neg_elbo.mean() / dims, "batchmean": neg_elbo.mean(), "sum": neg_elbo.sum()}
+    assert float(res.total.detach()) == pytest.approx(float(expected[reduction]), rel=1e-5)
+    assert float(res.terms["kl"]) == pytest.approx(float(kl.mean()), rel=1e-5)
+
+
+def test_terms_are_detached_and_complete(batch):
+    _, x = batch
+    out = vae_output(x)
+    loss = vk.losses.VAELoss(
+        recon={"l1": 1.0, "ssim": 0.5}, kl=vk.losses.KL(free_bits=2.0), beta=lambda s: s / 10
+    )
+    res = loss(out, x, step=5)
+    assert res.beta == 0.5
+    assert set(res.terms) == {"l1", "ssim", "recon", "kl", "kl_raw"}
+    assert all(not t.requires_grad for t in res.terms.values())
+    assert res.total.requires_grad
+    assert float(res.terms["kl"]) >= float(res.terms["kl_raw"])
+    dims = x[0].numel()
+    expected = res.terms["l1"] + 0.5 * res.terms["ssim"] + 0.5 * res.terms["kl"] / dims
+    torch.testing.assert_close(res.total.detach(), expected)
+    res.total.backward()
+    assert out.recon.grad is not None
+    bare = vk.losses.VAELoss(recon="mse")(out, x)
+    assert set(bare.terms) == {"mse", "recon", "kl", "kl_raw"}
+
+
+def test_spatial_latent_and_kl_scale_override(batch):
+    _, x = batch
+    out = vae_output(x, latent=(2, 2, 2, 2))
+    res = vk.losses.VAELoss(recon="l1", kl_scale=1.0)(out, x)
+    torch.testing.assert_close(res.total.detach(), res.terms["recon"] + out.posterior.kl().mean())
+
+
+def test_decoder_logvar_is_passed_to_likelihoods(batch):
+    _, x = batch
+    logvar = torch.full(x.shape, -2.0)
+    out = vae_output(x, recon_logvar=logvar)
+    res = vk.losses.VAELoss(recon="gaussian_nll")(out, x)
+    expected = vk.functional.gaussian_nll(out.recon, x, logvar)
+    torch.testing.assert_close(res.terms["gaussian_nll"], expected.detach())
+    mixed = vk.losses.VAELoss(recon=vk.losses.MultiScale({"l1": 1.0, "laplace_nll": 1.0}, 2))
+    terms = mixed(out, x).terms
+    assert {"l1", "laplace_nll"} <= terms.keys()
+
+
+def test_logvar_with_a_loss_that_cannot_use_it(batch):
+    _, x = batch
+    out = vae_output(x, recon_logvar=torch.zeros(1, 1, 1, 1))
+    with pytest.raises(ValueError, match="cannot use it"):
+        vk.losses.VAELoss(recon="l1")(out, x)
+    res = vk.losses.VAELoss(recon="l1", ignore_recon_logvar=True)(out, x)
+    assert torch.isfinite(res.total)
+    with pytest.raises(ValueError, match="two variance models"):
+        vk.losses.VAELoss(recon=vk.losses.GaussianNLLLoss("learned"))(out, x)
+
+
+def test_vaeloss_bad_arguments(batch):
+    _, x = batch
+    out = vae_output(x)
+    with pytest.raises(ValueError, match="finite number >= 0"):
+        vk.losses.VAELoss(recon="l1", beta=lambda s: -1.0)(out, x)
+    with pytest.raises(ValueError, match="finite number >= 0"):
+        vk.losses.VAELoss(recon="l1", beta=lambda s: float("nan"))(out, x)
+    with pytest.raises(TypeError, match="must return a number"):
+        vk.losses.VAELoss(recon="l1", beta=lambda s: "1")(out, x)
+    with pytest.raises(ValueError, match="beta must be >= 0"):
+        vk.losses.VAELoss(recon="l1", beta=-0.1)
+    with pytest.raises(ValueError, match="reduce to a scalar"):
+        vk.losses.VAELoss(recon=vk.losses.L1Loss(reduction="none"))
+    with pytest.raises(TypeError, match="VAEOutput"):
+        vk.losses.VAELoss(recon="l1")((out.recon, out.posterior), x)
+    with pytest.raises(ValueError, match=r"out.recon and x.*\(2, 1, 16, 16\).*\(2, 1, 8, 8\)"):
+        vk.losses.VAELoss(recon="l1")(out, x[..., :8, :8])
+    with pytest.raises(TypeError, match="kl must be"):
+        vk.losses.VAELoss(recon="l1", kl=vk.losses.L1Loss())
+
+
+def test_kl_and_vaeloss_compile_without_graph_breaks(batch):
+    _, x = batch
+    out = vae_output(x, recon_logvar=torch.zeros(1, 1, 1, 1), latent=(2, 2, 2, 2))
+    loss = vk.losses.VAELoss(
+        recon=vk.losses.MultiScale({"gaussian_nll": 1.0, "ssim": 0.5}, scales=2),
+        kl=vk.losses.KL(0.1, group="channel"),
+        beta=lambda step: 0.5,
+    )
+    compiled = torch.compile(loss, backend="eager", fullgraph=True)
+    res, ref = compiled(out, x, step=3), loss(out, x, step=3)
+    torch.testing.assert_close(res.total, ref.total)
+    assert res.terms.keys() == ref.terms.keys()
+    kl = torch.compile(vk.losses.KL(0.1), backend="eager", fullgraph=True)
+    torch.testing.assert_close(kl(out.posterior), vk.losses.KL(0.1)(out.posterior))

@@ -1,0 +1,76 @@
+"""Shared plumbing for the loss modules: input checks, the float32 island and the module base.
+
+Every loss takes ``(input, target)`` = (reconstruction, data), two ``(B, C, H, W)`` float
+tensors of the same shape, and reduces with the shared vocabulary ``"none" | "mean" | "sum" |
+"batchmean"`` (``batchmean``: sum over the non-batch dims, mean over the batch).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from .._validation import check_image, check_range, check_reduction, check_same_shape
+from ..distributions import _f32
+from ..distributions import _reduce_per_sample as reduce_loss
+
+__all__ = ["FunctionalLoss", "float32_island", "prepare", "reduce_loss"]
+
+
+def prepare(
+    input: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    data_range: float | None = None,
+    check_input_range: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate a (reconstruction, data) pair and upcast fp16/bf16 to float32.
+
+    With ``data_range`` set, the values must lie in ``[0, data_range]`` (only ``target`` when
+    ``check_input_range`` is False, e.g. logits).
+    """
+    check_image(input, "input")
+    check_image(target, "target")
+    check_same_shape(input, target)
+    if data_range is not None:
+        hint = f"images must be scaled to [0, {data_range:g}] (data_range={data_range:g})"
+        if check_input_range:
+            check_range(input, 0.0, data_range, "input", hint)
+        check_range(target, 0.0, data_range, "target", hint)
+    return _f32(input), _f32(target)
+
+
+def float32_island(like: torch.Tensor) -> torch.autocast:
+    """Disable autocast so the maths stays in float32 (convolutions, FFTs, powers)."""
+    return torch.autocast(device_type=like.device.type, enabled=False)
+
+
+class FunctionalLoss(nn.Module):
+    """Module twin of a functional loss: stores keyword hyperparameters, ``forward`` calls it.
+
+    Subclasses set ``function`` and pass their hyperparameters to ``__init__``; the module
+    holds no other state, so ``Module(**kw)(x, y) == function(x, y, **kw)``.
+    """
+
+    function: ClassVar[Any]
+    accepts_logvar: ClassVar[bool] = False
+
+    def __init__(self, **hparams: Any) -> None:
+        super().__init__()
+        check_reduction(hparams.get("reduction", "mean"))
+        self._hparam_names = tuple(hparams)
+        for key, value in hparams.items():
+            setattr(self, key, value)
+
+    @property
+    def hparams(self) -> dict[str, Any]:
+        """The keyword arguments passed to the functional form."""
+        return {k: getattr(self, k) for k in self._hparam_names}
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return type(self).function(input, target, **self.hparams)
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v!r}" for k, v in self.hparams.items())

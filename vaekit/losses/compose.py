@@ -1,0 +1,246 @@
+"""Composing losses: a weighted sum of named terms, and a multi-scale (image pyramid) wrapper.
+
+Both follow one small protocol that :class:`~vaekit.losses.VAELoss` uses to log every part:
+``forward_terms(input, target, logvar=None) -> {name: unweighted value}`` and
+``combine(terms) -> total``; ``forward`` is ``combine(forward_terms(...))``, so there is no
+hidden "last value" state. A decoder log-variance ``logvar`` is passed on to the parts that
+can use it (``accepts_logvar``: ``gaussian_nll``, ``laplace_nll``) and to nobody else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .._validation import check_image, check_positive
+from .kl import KL
+from .registry import build, name_of
+
+__all__ = ["RESERVED_TERMS", "MultiScale", "Weighted", "loss_terms", "reduction_of"]
+
+# names VAELoss puts in LossOutput.terms itself
+RESERVED_TERMS = ("recon", "kl", "kl_raw", "total")
+
+
+def _accepts_logvar(loss: nn.Module) -> bool:
+    return bool(getattr(loss, "accepts_logvar", False))
+
+
+def reduction_of(loss: nn.Module) -> str:
+    """The loss's ``reduction`` attribute (``"mean"`` when a custom loss has none)."""
+    return getattr(loss, "reduction", "mean")
+
+
+def _call(
+    loss: nn.Module, input: torch.Tensor, target: torch.Tensor, logvar: torch.Tensor | None
+) -> torch.Tensor:
+    if logvar is not None and _accepts_logvar(loss):
+        return loss(input, target, logvar=logvar)
+    return loss(input, target)
+
+
+def loss_terms(
+    loss: nn.Module,
+    input: torch.Tensor,
+    target: torch.Tensor,
+    logvar: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor]:
+    """Unweighted named terms of any loss: its own ``forward_terms``, else ``{name: value}``."""
+    if hasattr(loss, "forward_terms"):
+        return loss.forward_terms(input, target, logvar=logvar)
+    name = name_of(loss) or type(loss).__name__.lower()
+    return {name: _call(loss, input, target, logvar)}
+
+
+def _combine(loss: nn.Module, terms: dict[str, torch.Tensor]) -> torch.Tensor:
+    if hasattr(loss, "combine"):
+        return loss.combine(terms)
+    (value,) = terms.values()
+    return value
+
+
+def _as_module(spec: object, what: str) -> nn.Module:
+    """A loss module from a registry name, a ``{name: weight}`` dict (Weighted) or a module."""
+    if isinstance(spec, str):
+        spec = build(spec)
+    elif isinstance(spec, Mapping):
+        spec = Weighted(spec)
+    if not isinstance(spec, nn.Module):
+        raise TypeError(
+            f"{what} must be a loss name, a {{name: weight}} dict or an nn.Module, got "
+            f"{type(spec).__name__}"
+        )
+    if isinstance(spec, KL):
+        raise ValueError(
+            f"{what} is the KL term, not a reconstruction loss; pass it as VAELoss(kl=...)"
+        )
+    return spec
+
+
+def _common_reduction(losses: Mapping[str, nn.Module]) -> str:
+    reductions = {name: reduction_of(loss) for name, loss in losses.items()}
+    if "none" in reductions.values() or len(set(reductions.values())) > 1:
+        raise ValueError(
+            "every term must have the same scalar reduction ('mean', 'sum' or 'batchmean'): a "
+            "weighted sum of per-dimension and per-sample values silently reweights them; got "
+            f"{reductions}"
+        )
+    return next(iter(reductions.values()))
+
+
+class Weighted(nn.Module):
+    """Weighted sum of named losses: ``sum_k w_k * loss_k(input, target)``.
+
+    Args:
+        terms: ``{name: weight}`` builds the registered loss ``name`` with default arguments;
+            ``{name: (module, weight)}`` uses your module under any name. Weights are
+            non-negative floats; all terms must share one ``reduction``.
+
+    Shape:
+        input, target: (B, C, H, W); ``logvar`` (optional) goes to likelihood terms only;
+        output: scalar.
+
+    Example:
+        >>> import torch, vaekit as vk
+        >>> recon = vk.losses.Weighted({"l1": 1.0, "mse": (vk.losses.MSELoss(), 0.5)})
+        >>> x, y = torch.ones(1, 1, 2, 2), torch.zeros(1, 1, 2, 2)
+        >>> recon(x, y)
+        tensor(1.5000)
+        >>> recon.forward_terms(x, y)
+        {'l1': tensor(1.), 'mse': tensor(1.)}
+    """
+
+    def __init__(self, terms: Mapping[str, float | tuple[nn.Module, float]]) -> None:
+        super().__init__()
+        if not isinstance(terms, Mapping) or not terms:
+            raise TypeError(
+                "terms must be a non-empty dict {name: weight} or {name: (module, weight)}, got "
+                f"{terms!r}"
+            )
+        modules, weights = {}, {}
+        for name, spec in terms.items():
+            if isinstance(spec, (tuple, list)):
+                if len(spec) != 2:
+                    raise TypeError(f"term {name!r}: expected (module, weight), got {spec!r}")
+                module, weight = spec
+            else:
+                module, weight = name, spec
+            check_positive(weight, f"weight of term {name!r}", strict=False)
+            module = _as_module(module, f"term {name!r}")
+            if not isinstance(name, str) or not name or "." in name or name in RESERVED_TERMS:
+                raise ValueError(
+                    f"term names must be non-empty strings without '.', not one of "
+                    f"{list(RESERVED_TERMS)}; got {name!r}"
+                )
+            modules[name] = module
+            weights[name] = float(weight)
+        self.reduction = _common_reduction(modules)
+        self.losses = nn.ModuleDict(modules)
+        self.weights = weights
+
+    @property
+    def accepts_logvar(self) -> bool:
+        """Whether any term uses a decoder log-variance."""
+        return any(_accepts_logvar(loss) for loss in self.losses.values())
+
+    def forward_terms(
+        self, input: torch.Tensor, target: torch.Tensor, logvar: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Each term's unweighted value, by name."""
+        return {name: _call(loss, input, target, logvar) for name, loss in self.losses.items()}
+
+    def combine(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The weighted sum of a :meth:`forward_terms` result."""
+        return sum(self.weights[name] * terms[name] for name in self.weights)
+
+    def forward(
+        self, input: torch.Tensor, target: torch.Tensor, logvar: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        return self.combine(self.forward_terms(input, target, logvar))
+
+    def extra_repr(self) -> str:
+        return f"weights={self.weights}"
+
+
+class MultiScale(nn.Module):
+    """A loss evaluated on an image pyramid (1x, 1/2x, 1/4x, ... by 2x2 average pooling).
+
+    The per-scale values are averaged with ``weights`` (normalised to sum to 1, default
+    equal), so the result stays on the wrapped loss's scale. A decoder ``logvar`` is pooled
+    the same way (a global one is passed unchanged). Note: a likelihood loss under
+    ``MultiScale`` is no longer an exact ELBO term.
+
+    Args:
+        loss: a registry name, a ``{name: weight}`` dict (→ :class:`Weighted`) or a module.
+        scales: number of pyramid levels (1 = the loss itself).
+        weights: per-scale weights, finest first.
+
+    Shape:
+        input, target: (B, C, H, W) with H, W >= 2 ** (scales - 1); output: scalar.
+
+    Example:
+        >>> import torch, vaekit as vk
+        >>> loss = vk.losses.MultiScale("l1", scales=3)
+        >>> loss(torch.ones(1, 1, 8, 8), torch.zeros(1, 1, 8, 8))
+        tensor(1.)
+    """
+
+    def __init__(
+        self,
+        loss: str | Mapping[str, object] | nn.Module,
+        scales: int = 3,
+        weights: Sequence[float] | None = None,
+    ) -> None:
+        super().__init__()
+        if isinstance(scales, bool) or not isinstance(scales, int) or scales < 1:
+            raise ValueError(f"scales must be a positive int, got {scales!r}")
+        weights = [1.0] * scales if weights is None else [float(w) for w in weights]
+        if len(weights) != scales or any(not w >= 0 for w in weights) or not sum(weights) > 0:
+            raise ValueError(
+                f"weights must be {scales} non-negative numbers with a positive sum, got {weights}"
+            )
+        self.loss = _as_module(loss, "loss")
+        self.scales = scales
+        self.weights = [w / sum(weights) for w in weights]
+        self.reduction = reduction_of(self.loss)
+
+    @property
+    def accepts_logvar(self) -> bool:
+        """Whether the wrapped loss uses a decoder log-variance."""
+        return _accepts_logvar(self.loss)
+
+    def forward_terms(
+        self, input: torch.Tensor, target: torch.Tensor, logvar: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """The wrapped loss's named terms, each averaged over scales."""
+        check_image(input, "input")
+        if min(input.shape[-2:]) < 2 ** (self.scales - 1):
+            raise ValueError(
+                f"MultiScale with scales={self.scales} needs images of at least "
+                f"{2 ** (self.scales - 1)} px, got {tuple(input.shape[-2:])}"
+            )
+        pool_logvar = logvar is not None and logvar.ndim == 4 and logvar.shape[-2:] != (1, 1)
+        totals: dict[str, torch.Tensor] = {}
+        for level, weight in enumerate(self.weights):
+            if level > 0:
+                input, target = F.avg_pool2d(input, 2), F.avg_pool2d(target, 2)
+                if pool_logvar:
+                    logvar = F.avg_pool2d(logvar, 2)
+            for name, value in loss_terms(self.loss, input, target, logvar).items():
+                totals[name] = totals[name] + weight * value if name in totals else weight * value
+        return totals
+
+    def combine(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The wrapped loss's combination (averaging over scales commutes with it)."""
+        return _combine(self.loss, terms)
+
+    def forward(
+        self, input: torch.Tensor, target: torch.Tensor, logvar: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        return self.combine(self.forward_terms(input, target, logvar))
+
+    def extra_repr(self) -> str:
+        return f"scales={self.scales}, weights={self.weights}"

@@ -1,0 +1,154 @@
+"""The VAE objective: reconstruction + β(step) · KL, on one honest scale.
+
+Scaling convention (the main trap it removes). A reconstruction loss at ``reduction="mean"``
+is per data dimension, so the KL (nats per sample, summed over latent dims) is divided by
+``D_x = C·H·W``:
+
+    total = recon + β · KL / D_x
+
+With a likelihood reconstruction (``gaussian_nll``, ``laplace_nll``, ``bce``) and β = 1 this is
+exactly the negative ELBO per data dimension (Kingma & Welling 2014), whatever the image
+size, so β keeps its meaning across datasets. With ``kl_scale="auto"`` (default) the KL
+follows the reconstruction's reduction: ``"batchmean"`` (nats per sample) → KL as is,
+``"sum"`` (summed over the batch) → KL · B; a mismatch would silently rescale β by D_x.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Callable, Mapping
+
+import torch
+from torch import nn
+
+from .._validation import check_image, check_positive, check_same_shape
+from ..outputs import LossOutput, VAEOutput
+from .compose import RESERVED_TERMS, _as_module, _combine, loss_terms, reduction_of
+from .kl import KL
+
+__all__ = ["VAELoss"]
+
+
+def _check_beta_value(value: object, step: int) -> float:
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"beta({step}) must return a number, got {type(value).__name__}")
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"beta({step}) must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+class VAELoss(nn.Module):
+    """Negative ELBO-style objective: ``recon(x̂, x) + β(step) · KL · kl_scale``.
+
+    Args:
+        recon: a registry name, a ``{name: weight}`` dict (→ :class:`Weighted`) or a module
+            (``Weighted``, ``MultiScale`` or any loss).
+        kl: a :class:`KL` (default ``KL()``: no free bits).
+        beta: a float, or a callable ``step -> float`` (e.g. a ``vaekit.schedules`` object).
+        kl_scale: ``"auto"`` (KL matched to the reconstruction's reduction: 1 / D_x for
+            ``"mean"``, 1 for ``"batchmean"``, the batch size for ``"sum"``) or a float.
+        ignore_recon_logvar: by default a decoder log-variance (``out.recon_logvar``) that the
+            reconstruction loss cannot use is a ``ValueError`` (the variance head would get
+            no gradient); set True to drop it instead.
+
+    Returns:
+        :class:`~vaekit.LossOutput`: ``total`` (differentiable), ``terms`` (detached: each
+        reconstruction part by name, ``recon``, ``kl`` after free bits and ``kl_raw``, both in
+        nats per sample) and ``beta``.
+
+    Example:
+        >>> import torch, vaekit as vk
+        >>> x = torch.full((2, 1, 4, 4), 0.5)
+        >>> q = vk.DiagonalGaussian(torch.ones(2, 8), torch.zeros(2, 8))   # KL = 4 nats
+        >>> out = vk.VAEOutput(recon=x.clone(), posterior=q, z=q.mean)
+        >>> res = vk.losses.VAELoss(recon="l1", beta=lambda step: 0.5)(out, x, step=10)
+        >>> res.total            # 0 + 0.5 * 4 / 16
+        tensor(0.1250)
+        >>> sorted(res.terms), res.beta
+        (['kl', 'kl_raw', 'l1', 'recon'], 0.5)
+    """
+
+    def __init__(
+        self,
+        recon: str | Mapping[str, object] | nn.Module,
+        kl: KL | None = None,
+        beta: float | Callable[[int], float] = 1.0,
+        *,
+        kl_scale: str | float = "auto",
+        ignore_recon_logvar: bool = False,
+    ) -> None:
+        super().__init__()
+        self.recon = _as_module(recon, "recon")
+        if kl is None:
+            kl = KL()
+        if not isinstance(kl, KL):
+            raise TypeError(f"kl must be a vaekit.losses.KL, got {type(kl).__name__}")
+        self.kl = kl
+        if callable(beta):
+            self.beta = beta
+        else:
+            check_positive(beta, "beta", strict=False)
+            if not math.isfinite(beta):
+                raise ValueError(f"beta must be finite, got {beta!r}")
+            self.beta = float(beta)
+        reduction = reduction_of(self.recon)
+        if reduction not in ("mean", "sum", "batchmean"):
+            raise ValueError(
+                "the reconstruction loss must reduce to a scalar ('mean', 'sum' or "
+                f"'batchmean'), got reduction={reduction!r}"
+            )
+        if kl_scale != "auto":
+            check_positive(kl_scale, "kl_scale")
+        self.kl_scale = kl_scale
+        self.ignore_recon_logvar = bool(ignore_recon_logvar)
+
+    def beta_at(self, step: int) -> float:
+        """β at ``step`` (validated: a finite number >= 0)."""
+        return _check_beta_value(self.beta(step) if callable(self.beta) else self.beta, step)
+
+    def kl_scale_for(self, x: torch.Tensor) -> float:
+        """The factor that puts the KL (nats per sample) on the reconstruction's scale."""
+        if self.kl_scale != "auto":
+            return float(self.kl_scale)
+        reduction = reduction_of(self.recon)
+        if reduction == "mean":
+            return 1.0 / x[0].numel()
+        return float(x.shape[0]) if reduction == "sum" else 1.0
+
+    def forward(self, out: VAEOutput, x: torch.Tensor, step: int = 0) -> LossOutput:
+        """Loss for one batch: ``out`` from the VAE, ``x`` the data, ``step`` for β."""
+        if not isinstance(out, VAEOutput):
+            raise TypeError(f"out must be a vaekit.VAEOutput, got {type(out).__name__}")
+        try:
+            step = operator.index(step)
+        except TypeError:
+            raise TypeError(f"step must be an int, got {type(step).__name__}") from None
+        check_image(x, "x")
+        check_same_shape(out.recon, x, ("out.recon", "x"))
+        logvar = out.recon_logvar
+        if logvar is not None and not getattr(self.recon, "accepts_logvar", False):
+            if not self.ignore_recon_logvar:
+                raise ValueError(
+                    f"out.recon_logvar is set (decoder variance != 'none') but the "
+                    f"reconstruction loss {type(self.recon).__name__} cannot use it, so the "
+                    "variance head would get no gradient; use gaussian_nll or laplace_nll, a "
+                    "decoder with variance='none', or VAELoss(..., ignore_recon_logvar=True)"
+                )
+            logvar = None
+        beta = self.beta_at(step)
+        parts = loss_terms(self.recon, out.recon, x, logvar)
+        recon = _combine(self.recon, parts)
+        kl_terms = self.kl.forward_terms(out.posterior)
+        total = recon + (beta * self.kl_scale_for(x)) * kl_terms["kl"]
+        terms = {
+            name: value.detach() for name, value in parts.items() if name not in RESERVED_TERMS
+        }
+        terms["recon"] = recon.detach()
+        terms.update({name: value.detach() for name, value in kl_terms.items()})
+        return LossOutput(total=total, terms=terms, beta=beta)
+
+    def extra_repr(self) -> str:
+        return f"beta={self.beta!r}, kl_scale={self.kl_scale!r}"
