@@ -1,0 +1,379 @@
+"""Metrics: exact values on models with a known likelihood, bounds, batching and bad input."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+import vaekit as vk
+from vaekit import metrics as M
+
+
+def tiny_vae(**overrides) -> vk.VAE:
+    base = dict(
+        in_channels=1, image_size=16, widths=(4, 8), depth=1, block="resblock",
+        attention_at=(), latent="flat", latent_dim=3,
+    )  # fmt: skip
+    base.update(overrides)
+    return vk.VAE(vk.VAEConfig(**base))
+
+
+class LinearGaussian(nn.Module):
+    """z ~ N(0, I_2), x = W z + b + N(0, s^2 I_4) shaped (1, 2, 2): p(x) is known exactly.
+
+    W has orthogonal columns, so the true posterior is diagonal; ``shift``/``scale`` make the
+    encoder wrong on purpose (then IWAE must beat the ELBO and tighten with K).
+    """
+
+    def __init__(self, shift: float = 0.0, var_scale: float = 1.0) -> None:
+        super().__init__()
+        w = torch.tensor([[1.0, 0.5], [1.0, -0.5], [-1.0, 0.5], [-1.0, -0.5]], dtype=torch.float64)
+        self.register_buffer("w", w * 1.5)
+        self.register_buffer("b", torch.tensor([0.1, -0.2, 0.3, 0.0], dtype=torch.float64))
+        self.sigma, self.shift, self.var_scale = 0.3, shift, var_scale
+        self.latent_shape = (2,)
+
+    def encode(self, x: torch.Tensor) -> vk.DiagonalGaussian:
+        prec = 1.0 + (self.w**2).sum(0) / self.sigma**2  # diagonal: W^T W is diagonal
+        mean = ((x.flatten(1) - self.b) @ self.w) / self.sigma**2 / prec
+        logvar = (-prec.log() + math.log(self.var_scale)).expand_as(mean)
+        return vk.DiagonalGaussian(mean + self.shift, logvar)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return (z @ self.w.T + self.b).view(-1, 1, 2, 2)
+
+    def sample_x(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        z = torch.randn(n, 2, generator=generator, dtype=torch.float64)
+        noise = self.sigma * torch.randn(n, 4, generator=generator, dtype=torch.float64)
+        return (z @ self.w.T + self.b + noise).view(n, 1, 2, 2)
+
+    def exact_nll(self, x: torch.Tensor) -> torch.Tensor:
+        cov = self.w @ self.w.T + self.sigma**2 * torch.eye(4, dtype=torch.float64)
+        return -torch.distributions.MultivariateNormal(self.b, cov).log_prob(x.flatten(1))
+
+
+@pytest.fixture
+def gen() -> torch.Generator:
+    return torch.Generator().manual_seed(0)
+
+
+# -- likelihood bounds ------------------------------------------------------------------------
+def test_iwae_equals_exact_nll_with_the_true_posterior(gen):
+    model = LinearGaussian()
+    x = model.sample_x(20, gen)
+    exact = model.exact_nll(x)
+    for k, bs in ((1, 1024), (16, 1024), (16, 7)):  # bs=7: K and images both chunked
+        got = M.iwae_nll(model, x, k=k, likelihood="gaussian", sigma=model.sigma,
+                         batch_size=bs, generator=gen, reduction="none")  # fmt: skip
+        torch.testing.assert_close(got, exact, rtol=0, atol=1e-9)
+    # the ELBO is tight too, but its reconstruction term is a Monte Carlo average
+    elbo = M.elbo_nll(model, x, k=4096, likelihood="gaussian", sigma=model.sigma, generator=gen)
+    assert float(elbo) == pytest.approx(float(exact.mean()), abs=0.02)
+
+
+def test_iwae_below_elbo_and_decreasing_in_k(gen):
+    model = LinearGaussian(shift=0.1, var_scale=0.5)  # too narrow, off-centre: loose ELBO
+    x = model.sample_x(256, gen)
+    exact = float(model.exact_nll(x).mean())
+    kw = dict(likelihood="gaussian", sigma=model.sigma, generator=gen)
+    elbo = float(M.elbo_nll(model, x, k=64, **kw))
+    bounds = [float(M.iwae_nll(model, x, k=k, **kw)) for k in (1, 4, 16, 64, 256)]
+    assert bounds[0] == pytest.approx(elbo, abs=0.3)  # K = 1 is the ELBO (MC noise)
+    assert all(a > b for a, b in itertools.pairwise(bounds)), bounds
+    assert exact < bounds[-1] < bounds[1] < elbo
+    assert bounds[-1] - exact < 0.2 * (elbo - exact)  # K = 256 closes most of the gap
+
+
+def test_iwae_on_a_real_vae_restores_mode_and_has_no_grad():
+    vae = tiny_vae().train()
+    x = torch.rand(5, 1, 16, 16)
+    g = torch.Generator().manual_seed(1)
+    nll = M.iwae_nll(vae, x, k=8, generator=g, reduction="none")
+    assert nll.shape == (5,) and nll.dtype == torch.float64 and torch.isfinite(nll).all()
+    assert not nll.requires_grad and vae.training and vae.encoder.training
+    # same generator seed -> same value, whatever the chunking of images
+    a = M.iwae_nll(vae, x, k=8, batch_size=8, generator=torch.Generator().manual_seed(2))
+    b = M.iwae_nll(vae, x, k=8, batch_size=8, generator=torch.Generator().manual_seed(2))
+    assert a == b and float(a) > 0
+    elbo = M.elbo_nll(vae, x, k=8, generator=g)
+    assert float(M.iwae_nll(vae, x, k=64, generator=g)) <= float(elbo) + 1e-6
+
+
+def test_iwae_uses_the_decoder_variance_and_likelihood_callables():
+    vae = tiny_vae(variance="pixel", output="identity")
+    x = torch.rand(3, 1, 16, 16)
+    g = lambda: torch.Generator().manual_seed(0)
+    gauss = M.iwae_nll(vae, x, k=4, likelihood="gaussian", generator=g())
+    lap = M.iwae_nll(vae, x, k=4, likelihood="laplace", generator=g())
+    assert torch.isfinite(gauss) and torch.isfinite(lap) and gauss != lap
+    with pytest.raises(ValueError, match="leave sigma=None"):
+        M.iwae_nll(vae, x, k=2, likelihood="gaussian", sigma=0.1)
+
+    def my_ll(recon, target):  # a Gaussian with sigma = 1 written by the user
+        return -0.5 * ((target - recon) ** 2 + math.log(2 * math.pi)).flatten(1).sum(1)
+
+    plain = tiny_vae(output="identity")
+    mine = M.iwae_nll(plain, x, k=4, likelihood=my_ll, generator=g())
+    ours = M.iwae_nll(plain, x, k=4, likelihood="gaussian", sigma=1.0, generator=g())
+    torch.testing.assert_close(mine, ours)
+
+
+def test_bernoulli_logits_for_identity_output():
+    x = (torch.rand(2, 1, 16, 16) > 0.5).float()
+    logits = torch.randn(2, 1, 16, 16)
+    a = M.log_likelihood(logits, x, logits=True)
+    b = M.log_likelihood(torch.sigmoid(logits), x)
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-4)
+    assert torch.isfinite(M.log_likelihood(torch.ones(1, 1, 2, 2), torch.zeros(1, 1, 2, 2))).all()
+
+
+def test_closed_form_likelihoods():
+    x, mu = torch.zeros(1, 1, 1, 2), torch.tensor([[[[1.0, -1.0]]]])
+    g = M.log_likelihood(mu, x, "gaussian", sigma=2.0)
+    want = 2 * torch.distributions.Normal(0.0, 2.0).log_prob(torch.tensor(1.0)).double()
+    torch.testing.assert_close(g, want.view(1))
+    lap = M.log_likelihood(mu, x, "laplace", scale=0.5)
+    want = 2 * torch.distributions.Laplace(0.0, 0.5).log_prob(torch.tensor(1.0)).double()
+    torch.testing.assert_close(lap, want.view(1))
+    # a decoder logvar is a log-variance for both: Laplace var = 2 b^2
+    lv = torch.full_like(x, math.log(2 * 0.5**2))
+    torch.testing.assert_close(M.log_likelihood(mu, x, "laplace", logvar=lv), lap)
+
+
+def test_bits_per_dim():
+    assert M.bits_per_dim(math.log(2) * 784, (1, 28, 28)) == pytest.approx(1.0)
+    nll = torch.tensor([0.0, 3072 * math.log(2)])
+    torch.testing.assert_close(
+        M.discretized_bits_per_dim(nll, 3072), torch.tensor([8.0, 9.0]), rtol=0, atol=1e-6
+    )
+    assert M.discretized_bits_per_dim(0.0, 10, data_range=256) == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="num_dims"):
+        M.bits_per_dim(1.0, 0)
+
+
+# -- latent health ----------------------------------------------------------------------------
+class FixedEncoder(nn.Module):
+    """Posterior means: dim 0 follows the data, dim 1 is constant, dim 2 varies a little."""
+
+    latent_shape = (3,)
+
+    def encode(self, x):
+        m = x.flatten(1).mean(1, keepdim=True)
+        mean = torch.cat([10 * (m - 0.5), torch.zeros_like(m), 0.05 * (m - 0.5)], 1)
+        return vk.DiagonalGaussian(mean, torch.zeros_like(mean))
+
+    def decode(self, z):
+        return torch.zeros(z.shape[0], 1, 4, 4)
+
+
+def test_active_units_and_kl_per_dim():
+    model = FixedEncoder()
+    x = torch.rand(64, 1, 4, 4)
+    loader = [(xb, torch.zeros(len(xb))) for xb in x.split(10)]  # (images, labels) batches
+    activity = M.latent_activity(model, loader)
+    means = model.encode(x).mean.double()
+    torch.testing.assert_close(activity, means.var(0))
+    assert M.active_units(model, loader) == 1
+    assert M.active_units(model, x, threshold=0.0) == 2
+    kl = M.kl_per_dim(model, x)
+    torch.testing.assert_close(kl, (0.5 * means.square()).mean(0))
+    spatial = tiny_vae(latent="spatial", latent_channels=2)
+    assert M.kl_per_dim(spatial, torch.rand(4, 1, 16, 16)).shape == spatial.latent_shape
+
+
+def test_aggregate_posterior_gap_reads_ghosting():
+    class Shrunk(FixedEncoder):
+        def __init__(self, scale):
+            super().__init__()
+            self.scale = scale
+
+        def encode(self, x):  # posterior means ~ N(0, scale^2), posterior var 1 - scale^2
+            g = torch.Generator().manual_seed(int(x.sum() * 1000) % 2**31)
+            mean = self.scale * torch.randn(x.shape[0], 4, generator=g)
+            return vk.DiagonalGaussian(mean, torch.full_like(mean, math.log(1 - self.scale**2)))
+
+    x = torch.rand(800, 1, 4, 4)
+    good = M.aggregate_posterior_gap(Shrunk(0.8), x, generator=torch.Generator().manual_seed(0))
+    assert good.kl_per_dim < 0.01 and good.mmd < 5 * good.mmd_noise + 1e-3
+
+    class Holes(Shrunk):  # means on a thin line: prior samples land off the data
+        def encode(self, x):
+            q = super().encode(x)
+            mean = q.mean * torch.tensor([3.0, 0.1, 0.1, 0.1])
+            return vk.DiagonalGaussian(mean, torch.full_like(mean, math.log(0.01)))
+
+    bad = M.aggregate_posterior_gap(Holes(0.8), x, generator=torch.Generator().manual_seed(0))
+    assert bad.kl > 10 * max(good.kl, 0.01) and bad.eig_min < 0.1 and bad.mmd > 10 * good.mmd_noise
+    assert bad.num_samples == 800
+
+
+def test_latent_metrics_restore_training_mode():
+    vae = tiny_vae().train()
+    vae.decoder.eval()  # a mixed state must come back exactly
+    M.kl_per_dim(vae, torch.rand(4, 1, 16, 16))
+    M.aggregate_posterior_gap(vae, torch.rand(4, 1, 16, 16))
+    assert vae.training and vae.encoder.training and not vae.decoder.training
+
+
+# -- images -----------------------------------------------------------------------------------
+images = st.integers(0, 2**31 - 1).map(
+    lambda s: torch.rand(2, 3, 12, 12, generator=torch.Generator().manual_seed(s))
+)
+
+
+@settings(max_examples=25, deadline=None)
+@given(x=images, y=images)
+def test_psnr_ssim_properties(x, y):
+    assert torch.isinf(M.psnr(x, x)) and M.ssim(x, x, window_size=7) == pytest.approx(1.0)
+    assert M.psnr(x, y) == pytest.approx(float(M.psnr(y, x)))
+    s = M.ssim(x, y, window_size=7, reduction="none")
+    assert s.shape == (2,) and (s <= 1 + 1e-6).all() and (s >= -1 - 1e-6).all()
+    per = M.psnr(x, y, reduction="none")
+    assert float(M.psnr(x, y)) == pytest.approx(float(per.mean()))
+
+
+def test_psnr_value_and_ssim_against_reference():
+    x = torch.rand(3, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(M.psnr(x, x * 0 + x + 0.05, reduction="none"),
+                               torch.full((3,), 26.0206), rtol=0, atol=1e-3)  # fmt: skip
+    # reference SSIM formula with the full-image statistics (one window = whole 11x11 image)
+    a, b = torch.rand(1, 1, 11, 11), torch.rand(1, 1, 11, 11)
+    got = M.ssim(a, b, window_size=11, sigma=1e6)  # ~uniform weights over the one window
+    ma, mb = a.mean(), b.mean()
+    va, vb = a.var(unbiased=False), b.var(unbiased=False)
+    cov = ((a - ma) * (b - mb)).mean()
+    c1, c2 = 0.01**2, 0.03**2
+    want = (2 * ma * mb + c1) * (2 * cov + c2) / ((ma**2 + mb**2 + c1) * (va + vb + c2))
+    assert float(got) == pytest.approx(float(want), abs=1e-5)
+
+
+def test_image_stats():
+    x = torch.zeros(2, 3, 8, 8)
+    x[1, :, :, 4:] = 1.0
+    s = M.image_stats(x)
+    assert s.sharpness.shape == (2,) and s.sharpness[0] == 0 and s.sharpness[1] > 0
+    torch.testing.assert_close(s.brightness, torch.tensor([0.0, 0.5]))
+    torch.testing.assert_close(s.contrast, torch.tensor([0.0, 0.5]))
+    assert s.min.tolist() == [0.0, 0.0] and s.max.tolist() == [0.0, 1.0]
+    assert s.mean() == pytest.approx(
+        {"sharpness": float(s.sharpness.mean()), "brightness": 0.25, "contrast": 0.25,
+         "min": 0.0, "max": 0.5}
+    )  # fmt: skip
+
+
+# -- FID --------------------------------------------------------------------------------------
+def test_fid_matches_closed_form_and_sqrtm():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(400, 5, generator=g, dtype=torch.float64)
+    b = torch.randn(300, 5, generator=g, dtype=torch.float64) @ torch.randn(
+        5, 5, generator=g, dtype=torch.float64
+    )
+    mu1, s1 = M.feature_stats(a)
+    mu2, s2 = M.feature_stats(b)
+    # reference via an eigen-decomposition of the (non-symmetric) product S1 S2
+    eig = torch.linalg.eigvals(s1 @ s2)
+    ref = (mu1 - mu2).square().sum() + s1.trace() + s2.trace() - 2 * eig.sqrt().real.sum()
+    assert M.fid(a, b) == pytest.approx(float(ref), rel=1e-8)
+    assert M.fid(a, a) == pytest.approx(0.0, abs=1e-9)
+    assert M.fid(a, b) == pytest.approx(M.fid(b, a), rel=1e-8)
+
+
+def test_extract_features_and_inception_random(tmp_path, monkeypatch):
+    net = M.InceptionFeatures(weights=None).train()
+    assert not net.net.training  # frozen backbone stays in eval
+    feats = M.extract_features(net, torch.rand(3, 1, 20, 20), batch_size=2)
+    assert feats.shape == (3, 2048) and feats.dtype == torch.float64
+    assert isinstance(net, M.FeatureExtractor)
+
+
+def test_inception_offline_error_names_the_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+
+    def offline(*args, **kwargs):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    with pytest.raises(FileNotFoundError, match=M.INCEPTION_WEIGHTS_FILE) as info:
+        M.InceptionFeatures()
+    assert str(tmp_path / "hub" / "checkpoints") in str(info.value)
+    assert isinstance(info.value, ValueError)
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        M.InceptionFeatures(weights=tmp_path / "missing.pth")
+
+
+# -- bad input --------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "call, err, match",
+    [
+        (lambda v: M.iwae_nll(v, torch.rand(2, 3, 16, 16)), ValueError, "1 channel"),
+        (lambda v: M.iwae_nll(v, torch.rand(2, 1, 8, 8)), ValueError, r"spatial size \(16, 16\)"),
+        (lambda v: M.iwae_nll(v, torch.rand(1, 16, 16)), ValueError, "4-D"),
+        (lambda v: M.iwae_nll(v, 2 * torch.rand(2, 1, 16, 16)), ValueError, r"\[0, 1\]"),
+        (lambda v: M.iwae_nll(v, torch.rand(2, 1, 16, 16), k=0), ValueError, "k must"),
+        (
+            lambda v: M.iwae_nll(v, torch.rand(2, 1, 16, 16), likelihood="poisson"),
+            ValueError,
+            "one of",
+        ),
+        (
+            lambda v: M.iwae_nll(v, torch.rand(2, 1, 16, 16), likelihood="gaussian"),
+            ValueError,
+            "sigma=",
+        ),
+        (
+            lambda v: M.iwae_nll(v, torch.rand(2, 1, 16, 16), likelihood="laplace", sigma=0.1),
+            ValueError,
+            "scale=",
+        ),
+        (
+            lambda v: M.iwae_nll(v, torch.rand(2, 1, 16, 16), likelihood=lambda r, x: r.sum()),
+            ValueError,
+            "shape",
+        ),
+        (lambda v: M.iwae_nll(v, torch.rand(2, 1, 16, 16), reduction="sum"), ValueError, "mean"),
+        (
+            lambda v: M.iwae_nll(torch.nn.Linear(1, 1), torch.rand(2, 1, 16, 16)),
+            TypeError,
+            "encode",
+        ),
+        (
+            lambda v: M.psnr(torch.rand(2, 1, 8, 8), torch.rand(2, 1, 8, 9)),
+            ValueError,
+            "same shape",
+        ),
+        (
+            lambda v: M.ssim(torch.rand(2, 1, 8, 8), torch.rand(2, 1, 8, 8)),
+            ValueError,
+            "at least 11x11",
+        ),
+        (
+            lambda v: M.ssim(torch.rand(2, 1, 16, 16), torch.rand(2, 1, 16, 16), window_size=4),
+            ValueError,
+            "odd",
+        ),
+        (
+            lambda v: M.psnr(torch.rand(2, 1, 8, 8).long(), torch.rand(2, 1, 8, 8)),
+            TypeError,
+            "floating",
+        ),
+        (lambda v: M.active_units(v, torch.rand(1, 1, 16, 16)), ValueError, ">= 2 images"),
+        (lambda v: M.kl_per_dim(v, []), ValueError, "no batches"),
+        (
+            lambda v: M.kl_per_dim(v, [torch.zeros(2, 1, 16, 16, dtype=torch.uint8)]),
+            TypeError,
+            "x.float",
+        ),
+        (lambda v: M.fid(torch.randn(10, 3), torch.randn(10, 4)), ValueError, "feature size"),
+        (lambda v: M.fid(torch.randn(1, 3), torch.randn(10, 3)), ValueError, ">= 2 rows"),
+        (lambda v: M.InceptionFeatures(weights=3), TypeError, "weights must be"),
+    ],
+)
+def test_bad_input(call, err, match):
+    with pytest.raises(err, match=match):
+        call(tiny_vae())

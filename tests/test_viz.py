@@ -1,0 +1,161 @@
+"""Pictures: shapes, [0, 1] range, determinism, files written, optional matplotlib."""
+
+from __future__ import annotations
+
+import builtins
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import vaekit as vk
+from vaekit import viz
+
+
+@pytest.fixture(scope="module")
+def vae() -> vk.VAE:
+    cfg = vk.VAEConfig(in_channels=1, image_size=16, widths=(4, 8), depth=1, block="resblock",
+                       attention_at=(), latent="flat", latent_dim=4)  # fmt: skip
+    return vk.VAE(cfg)
+
+
+def _in_unit(t: torch.Tensor) -> bool:
+    return bool(t.min() >= 0 and t.max() <= 1 and t.dtype == torch.float32)
+
+
+def test_make_grid_layout_and_range():
+    x = torch.arange(6.0).view(6, 1, 1, 1)  # values 0..5, mapped by value_range
+    grid = viz.make_grid(x, nrow=4, padding=1, pad_value=0.5, value_range=(0.0, 5.0))
+    assert grid.shape == (1, 5, 9)
+    assert grid[0, 1, 1] == 0 and grid[0, 1, 7] == 0.6 and grid[0, 3, 3] == 1.0
+    assert grid[0, 3, 5] == 0.5 and grid[0, 0, 0] == 0.5  # empty cell and padding
+    assert _in_unit(viz.make_grid(torch.randn(3, 3, 4, 4) * 5))  # clamped
+
+
+def test_reconstruction_grid_pairs_rows_and_writes_png(tmp_path):
+    from PIL import Image
+
+    x, x_hat = torch.zeros(5, 1, 8, 8), torch.ones(5, 1, 8, 8)
+    path = tmp_path / "sub" / "recon.png"
+    grid = viz.reconstruction_grid(x, x_hat, nrow=3, path=path)
+    assert grid.shape == (1, 4 * 10 + 2, 3 * 10 + 2) and _in_unit(grid)
+    # rows: originals (0), recons (1), originals, recons (last cell padded white)
+    assert grid[0, 2, 2] == 0 and grid[0, 12, 2] == 1 and grid[0, 22, 2] == 0
+    assert grid[0, 22, 22] == 1.0  # padding cell of the short last row
+    img = Image.open(path)
+    assert img.size == (32, 42) and img.mode == "L"
+
+
+def test_sample_grid_rows_per_temperature_and_determinism(vae, tmp_path):
+    vae.train()
+    g = lambda: torch.Generator().manual_seed(0)
+    a = viz.sample_grid(vae, n=3, temperatures=(0.0, 0.5, 1.0), generator=g())
+    b = viz.sample_grid(vae, n=3, temperatures=(0.0, 0.5, 1.0), generator=g(),
+                        path=tmp_path / "s.png")  # fmt: skip
+    assert torch.equal(a, b) and (tmp_path / "s.png").is_file()
+    assert a.shape == (1, 3 * 18 + 2, 3 * 18 + 2) and _in_unit(a)
+    assert vae.training  # mode restored
+    row0 = a[:, 2:18]  # temperature 0: every column decodes z = 0, so they are identical
+    assert torch.equal(row0[:, :, 2:18], row0[:, :, 20:36])
+    c = viz.sample_grid(
+        vae, n=3, temperatures=(0.0, 0.5, 1.0), generator=torch.Generator().manual_seed(1)
+    )
+    assert not torch.equal(a, c)
+
+
+def test_interpolation_grid_single_and_batched(vae, tmp_path):
+    a, b = torch.rand(1, 16, 16), torch.rand(1, 16, 16)
+    grid = viz.interpolation_grid(vae, a, b, steps=5, method="linear", path=tmp_path / "i.png")
+    assert grid.shape == (1, 18 + 2, 7 * 18 + 2) and _in_unit(grid)
+    assert torch.equal(grid[:, 2:18, 2:18], a)  # first cell is the input
+    assert (tmp_path / "i.png").is_file()
+    batched = viz.interpolation_grid(vae, torch.rand(3, 1, 16, 16), torch.rand(3, 1, 16, 16),
+                                     steps=4, show_inputs=False)  # fmt: skip
+    assert batched.shape == (1, 3 * 18 + 2, 4 * 18 + 2)
+
+
+def test_traversal_grid_varies_only_one_dim(vae):
+    x = torch.rand(1, 16, 16)
+    grid = viz.traversal_grid(vae, x, dims=[1, 3], span=2.0, steps=5)
+    assert grid.shape == (1, 2 * 18 + 2, 5 * 18 + 2) and _in_unit(grid)
+    auto = viz.traversal_grid(vae, x)  # default: up to 8 most informative dims (4 here)
+    assert auto.shape == (1, 4 * 18 + 2, 7 * 18 + 2)
+    spatial = vk.VAE(vk.VAEConfig(in_channels=1, image_size=16, widths=(4, 8), attention_at=(),
+                                  latent="spatial", latent_channels=2))  # fmt: skip
+    assert viz.traversal_grid(spatial, x, dims=[0, 31], steps=3).shape[1] == 2 * 18 + 2
+
+
+def test_plot_history_twin_axes_and_file(tmp_path):
+    records = [{"step": 10 * i, "recon": 1.0 / (i + 1), "kl": 0.1 * i, "beta": min(i / 5, 1.0)}
+               for i in range(8)]  # fmt: skip
+    fig = viz.plot_history(records, path=tmp_path / "h.png", title="run")
+    assert (tmp_path / "h.png").stat().st_size > 0
+    left, right = fig.axes
+    assert [ln.get_label() for ln in left.get_lines()] == ["recon", "kl"]
+    assert right.get_ylabel() == "beta" and list(right.get_lines()[0].get_xdata()) == [
+        10 * i for i in range(8)
+    ]
+    fig2 = viz.plot_history({"total": [3.0, 2.0]}, log_scale=True)  # no beta column: one axis
+    assert len(fig2.axes) == 1 and fig2.axes[0].get_yscale() == "log"
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+
+
+def test_plot_history_without_matplotlib_names_the_extra(monkeypatch):
+    real_import = builtins.__import__
+
+    def no_mpl(name, *args, **kwargs):
+        if name == "matplotlib" or name.startswith("matplotlib."):
+            raise ImportError("No module named 'matplotlib'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_mpl)
+    with pytest.raises(ImportError, match=r'pip install "vaekit\[examples\]"'):
+        viz.plot_history({"loss": [1.0]})
+
+
+def test_import_vaekit_does_not_import_torchvision_or_matplotlib():
+    code = (
+        "import sys, vaekit; vaekit.viz, vaekit.metrics; "
+        "print(sorted(m for m in ('torchvision', 'matplotlib', 'PIL') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    "call, err, match",
+    [
+        (lambda m: viz.make_grid(torch.rand(3, 8, 8)), ValueError, "4-D"),
+        (lambda m: viz.make_grid(torch.rand(2, 1, 8, 8), nrow=0), ValueError, "nrow"),
+        (
+            lambda m: viz.make_grid(torch.rand(2, 1, 8, 8), value_range=(1, 0)),
+            ValueError,
+            "low < high",
+        ),
+        (
+            lambda m: viz.reconstruction_grid(torch.rand(2, 1, 8, 8), torch.rand(3, 1, 8, 8)),
+            ValueError,
+            "same shape",
+        ),
+        (lambda m: viz.sample_grid(m, n=0), ValueError, "n must"),
+        (lambda m: viz.sample_grid(m, temperatures=()), ValueError, "temperatures"),
+        (lambda m: viz.sample_grid(torch.nn.Linear(2, 2)), TypeError, "vaekit.VAE"),
+        (
+            lambda m: viz.interpolation_grid(m, torch.rand(1, 16), torch.rand(1, 16), method="x"),
+            ValueError,
+            "slerp",
+        ),
+        (lambda m: viz.traversal_grid(m, torch.rand(2, 1, 16, 16)), ValueError, "single image"),
+        (lambda m: viz.traversal_grid(m, torch.rand(1, 16, 16), dims=[4]), ValueError, r"\[0, 4\)"),
+        (lambda m: viz.plot_history({}), ValueError, "empty"),
+        (lambda m: viz.plot_history({"a": [1.0], "b": [1.0, 2.0]}), ValueError, "same length"),
+        (lambda m: viz.plot_history(3), TypeError, "dict of lists"),
+        (lambda m: viz.to_pil(torch.rand(2, 4, 4)), ValueError, "1 or 3"),
+    ],
+)
+def test_bad_input(vae, call, err, match):
+    with pytest.raises(err, match=match):
+        call(vae)

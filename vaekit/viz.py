@@ -1,0 +1,430 @@
+"""The standard VAE pictures: reconstructions, samples per temperature, interpolations,
+latent traversals (Higgins et al. 2017), and training curves.
+
+Every grid function returns one ``(C, H, W)`` float tensor in [0, 1] on the CPU, and writes a
+PNG when given ``path=``. Models run in eval mode under ``no_grad`` and get their train/eval
+modes back. Only pillow (for ``path=``, a torchvision dependency) and matplotlib (for
+:func:`plot_history`, the ``examples`` extra) are needed, and both are imported lazily.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import nn
+
+from ._validation import check_choice, check_float_tensor, check_image
+from .metrics._common import evaluating, model_device
+
+__all__ = [
+    "interpolation_grid",
+    "make_grid",
+    "plot_history",
+    "reconstruction_grid",
+    "sample_grid",
+    "save_image",
+    "to_pil",
+    "traversal_grid",
+]
+
+_EXTRA_HINT = 'pip install "vaekit[examples]"'
+
+
+# -- grids ------------------------------------------------------------------------------------
+def _to_unit(x: torch.Tensor, value_range: tuple[float, float]) -> torch.Tensor:
+    lo, hi = value_range
+    if not hi > lo:
+        raise ValueError(f"value_range must be (low, high) with low < high, got {value_range}")
+    return ((x.detach().float().cpu() - lo) / (hi - lo)).clamp(0.0, 1.0)
+
+
+def make_grid(
+    images: torch.Tensor,
+    nrow: int = 8,
+    *,
+    padding: int = 2,
+    pad_value: float = 1.0,
+    value_range: tuple[float, float] = (0.0, 1.0),
+) -> torch.Tensor:
+    """Tile ``(N, C, H, W)`` images into one ``(C, H', W')`` picture, ``nrow`` per row.
+
+    Values are mapped from ``value_range`` to [0, 1] and clamped (a decoder with
+    ``output="identity"`` can overshoot).
+
+    Example:
+        >>> import torch, vaekit as vk
+        >>> vk.viz.make_grid(torch.rand(6, 3, 8, 8), nrow=3, padding=1).shape
+        torch.Size([3, 19, 28])
+    """
+    check_image(images, "images")
+    if isinstance(nrow, bool) or not isinstance(nrow, int) or nrow < 1:
+        raise ValueError(f"nrow must be a positive int, got {nrow!r}")
+    if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
+        raise ValueError(f"padding must be an int >= 0, got {padding!r}")
+    x = _to_unit(images, value_range)
+    n, c, h, w = x.shape
+    cols, rows = min(nrow, n), math.ceil(n / nrow)
+    grid = torch.full(
+        (c, rows * (h + padding) + padding, cols * (w + padding) + padding), float(pad_value)
+    )
+    for i in range(n):
+        r, col = divmod(i, cols)
+        top, left = padding + r * (h + padding), padding + col * (w + padding)
+        grid[:, top : top + h, left : left + w] = x[i]
+    return grid
+
+
+def to_pil(grid: torch.Tensor):
+    """A ``(C, H, W)`` tensor in [0, 1] (C = 1 or 3) as a ``PIL.Image``."""
+    from PIL import Image  # lazy: pillow comes with torchvision
+
+    check_float_tensor(grid, "grid")
+    if grid.ndim != 3 or grid.shape[0] not in (1, 3):
+        raise ValueError(f"grid must be (1 or 3, H, W), got shape {tuple(grid.shape)}")
+    arr = (grid.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8)
+    arr = arr.permute(1, 2, 0).numpy()
+    return Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr)
+
+
+def save_image(grid: torch.Tensor, path: str | os.PathLike) -> None:
+    """Write a ``(C, H, W)`` [0, 1] tensor as an image file (format from the extension)."""
+    path = os.fspath(path)
+    parent = os.path.dirname(path)
+    if parent:
+        os.makedirs(parent, exist_ok=True)
+    to_pil(grid).save(path)
+
+
+def _finish(grid: torch.Tensor, path: str | os.PathLike | None) -> torch.Tensor:
+    if path is not None:
+        save_image(grid, path)
+    return grid
+
+
+def _as_batch(x: torch.Tensor, name: str) -> torch.Tensor:
+    check_float_tensor(x, name)
+    return check_image(x[None] if x.ndim == 3 else x, name)
+
+
+def _check_vae(vae: object) -> nn.Module:
+    if not isinstance(vae, nn.Module) or not all(
+        hasattr(vae, a) for a in ("encode", "decode", "latent_shape")
+    ):
+        raise TypeError(
+            f"vae must be a vaekit.VAE (encode, decode, latent_shape), got {type(vae).__name__}"
+        )
+    return vae
+
+
+# -- pictures ---------------------------------------------------------------------------------
+def reconstruction_grid(
+    x: torch.Tensor,
+    x_hat: torch.Tensor,
+    *,
+    nrow: int = 8,
+    value_range: tuple[float, float] = (0.0, 1.0),
+    path: str | os.PathLike | None = None,
+) -> torch.Tensor:
+    """Originals and reconstructions in alternating rows (row 1 inputs, row 2 their recons...).
+
+    Args:
+        x: input images; x_hat: reconstructions of the same shape (e.g. ``vae.reconstruct(x)``).
+        nrow: images per row.
+        value_range: pixel range mapped to [0, 1].
+        path: optional file to write (PNG etc.).
+
+    Shape:
+        x, x_hat: (N, C, H, W); output: (C, H', W') in [0, 1].
+
+    Example:
+        >>> import torch, vaekit as vk
+        >>> x = torch.rand(4, 1, 8, 8)
+        >>> vk.viz.reconstruction_grid(x, x, nrow=4, path=None).shape   # 2 rows of 4
+        torch.Size([1, 22, 42])
+    """
+    check_image(x, "x")
+    check_image(x_hat, "x_hat")
+    if x.shape != x_hat.shape:
+        raise ValueError(
+            f"x and x_hat must have the same shape, got {tuple(x.shape)} and {tuple(x_hat.shape)}"
+        )
+    if isinstance(nrow, bool) or not isinstance(nrow, int) or nrow < 1:
+        raise ValueError(f"nrow must be a positive int, got {nrow!r}")
+    cols = min(nrow, x.shape[0])
+    rows = []
+    for a, b in zip(x.detach().cpu().split(cols), x_hat.detach().cpu().split(cols)):
+        if a.shape[0] < cols:  # pad a short last row so originals and recons stay aligned
+            blank = a.new_full((cols - a.shape[0], *a.shape[1:]), value_range[1])
+            a, b = torch.cat([a, blank]), torch.cat([b, blank])
+        rows += [a, b]
+    grid = make_grid(torch.cat(rows), nrow=cols, value_range=value_range)
+    return _finish(grid, path)
+
+
+def sample_grid(
+    vae: nn.Module,
+    n: int = 8,
+    temperatures: Sequence[float] = (0.5, 0.8, 1.0, 1.2),
+    *,
+    generator: torch.Generator | None = None,
+    value_range: tuple[float, float] = (0.0, 1.0),
+    path: str | os.PathLike | None = None,
+) -> torch.Tensor:
+    """Prior samples, one row per temperature, the *same* noise in every column.
+
+    Column j decodes ``t * eps_j`` for each temperature t, so a row-by-row comparison shows
+    what temperature does: low t gives typical, smoother images; samples that only look
+    right at t < 1 point at an aggregate-posterior gap (see
+    :func:`vaekit.metrics.aggregate_posterior_gap`).
+
+    Args:
+        vae: a VAE; ``n``: samples per row; ``temperatures``: std of the prior draw per row.
+        generator: for a reproducible grid (on the model's device).
+
+    Shape:
+        output: (C, H', W') in [0, 1].
+
+    Example:
+        >>> import torch, vaekit as vk
+        >>> vae = vk.VAE(vk.VAEConfig(in_channels=1, image_size=8, widths=(4,),
+        ...                           latent_dim=2, attention_at=(), block="conv"))
+        >>> g = torch.Generator().manual_seed(0)
+        >>> vk.viz.sample_grid(vae, n=3, temperatures=(0.5, 1.0), generator=g).shape
+        torch.Size([1, 22, 32])
+    """
+    vae = _check_vae(vae)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive int, got {n!r}")
+    temps = list(temperatures)
+    if not temps or not all(
+        isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) and t >= 0
+        for t in temps
+    ):
+        raise ValueError(
+            f"temperatures must be a non-empty list of numbers >= 0, got {temperatures!r}"
+        )
+    device = model_device(vae)
+    with evaluating(vae):
+        param = next(vae.parameters(), None)
+        dtype = param.dtype if param is not None else None
+        eps = torch.randn((n, *vae.latent_shape), generator=generator, device=device, dtype=dtype)
+        z = torch.cat([eps * t for t in temps])
+        images = vae.decode(z)
+    return _finish(make_grid(images, nrow=n, value_range=value_range), path)
+
+
+def interpolation_grid(
+    vae: nn.Module,
+    x_a: torch.Tensor,
+    x_b: torch.Tensor,
+    steps: int = 8,
+    method: str = "slerp",
+    *,
+    show_inputs: bool = True,
+    value_range: tuple[float, float] = (0.0, 1.0),
+    path: str | os.PathLike | None = None,
+) -> torch.Tensor:
+    """Decoded paths between the posterior means of ``x_a`` and ``x_b``, one row per pair.
+
+    Args:
+        vae: a VAE. x_a, x_b: one image (C, H, W) each, or batches (B, C, H, W) of pairs.
+        steps: points on the path including both ends.
+        method: ``"slerp"`` or ``"linear"`` (see :meth:`vaekit.VAE.interpolate`).
+        show_inputs: frame each row with the two input images.
+
+    Shape:
+        output: (C, H', W') with B rows of ``steps`` (+ 2) images, in [0, 1].
+
+    Example:
+        >>> import torch, vaekit as vk
+        >>> vae = vk.VAE(vk.VAEConfig(in_channels=1, image_size=8, widths=(4,),
+        ...                           latent_dim=2, attention_at=(), block="conv"))
+        >>> a, b = torch.rand(1, 8, 8), torch.rand(1, 8, 8)
+        >>> vk.viz.interpolation_grid(vae, a, b, steps=4).shape   # 1 row of 2 + 4 images
+        torch.Size([1, 12, 62])
+    """
+    vae = _check_vae(vae)
+    check_choice(method, ("slerp", "linear"), "method")
+    xa, xb = _as_batch(x_a, "x_a"), _as_batch(x_b, "x_b")
+    if xa.shape != xb.shape:
+        raise ValueError(
+            f"x_a and x_b must have the same shape, got {tuple(xa.shape)} and {tuple(xb.shape)}"
+        )
+    with evaluating(vae):
+        path_images = vae.interpolate(xa, xb, steps=steps, method=method)  # (S, B, C, H, W)
+    rows = path_images.transpose(0, 1).detach().cpu()  # (B, S, C, H, W)
+    if show_inputs:
+        rows = torch.cat([xa.detach().cpu()[:, None], rows, xb.detach().cpu()[:, None]], 1)
+    grid = make_grid(rows.flatten(0, 1), nrow=rows.shape[1], value_range=value_range)
+    return _finish(grid, path)
+
+
+def traversal_grid(
+    vae: nn.Module,
+    x: torch.Tensor,
+    dims: Sequence[int] | None = None,
+    span: float = 3.0,
+    *,
+    steps: int = 7,
+    value_range: tuple[float, float] = (0.0, 1.0),
+    path: str | os.PathLike | None = None,
+) -> torch.Tensor:
+    """Latent traversals (Higgins et al. 2017): one row per latent dimension.
+
+    The posterior mean of ``x`` is decoded with one dimension replaced by ``steps`` values
+    from ``-span`` to ``span`` (prior standard deviations); the others are held fixed.
+
+    Args:
+        vae: a VAE. x: one image (C, H, W) or (1, C, H, W).
+        dims: indices into the flattened latent (``C*h*w`` for spatial latents). Default:
+            the (up to) 8 dimensions with the largest KL for this image, most informative
+            first.
+        span: traverse from ``-span`` to ``+span``.
+        steps: images per row.
+
+    Shape:
+        output: (C, H', W') with ``len(dims)`` rows of ``steps`` images, in [0, 1].
+
+    Example:
+        >>> import torch, vaekit as vk
+        >>> vae = vk.VAE(vk.VAEConfig(in_channels=1, image_size=8, widths=(4,),
+        ...                           latent_dim=4, attention_at=(), block="conv"))
+        >>> vk.viz.traversal_grid(vae, torch.rand(1, 8, 8), dims=[0, 2], steps=5).shape
+        torch.Size([1, 22, 52])
+    """
+    vae = _check_vae(vae)
+    xb = _as_batch(x, "x")
+    if xb.shape[0] != 1:
+        raise ValueError(
+            f"x must be a single image (C, H, W) or (1, C, H, W), got {tuple(x.shape)}"
+        )
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
+        raise ValueError(f"steps must be an int >= 2, got {steps!r}")
+    if isinstance(span, bool) or not isinstance(span, (int, float)) or not span > 0:
+        raise ValueError(f"span must be a number > 0, got {span!r}")
+    num = math.prod(vae.latent_shape)
+    with evaluating(vae):
+        q = vae.encode(xb)
+        mean = q.mean.flatten(1)[0]
+        if dims is None:
+            order = q.kl_elementwise().flatten(1)[0].argsort(descending=True)
+            dims = order[: min(8, num)].tolist()
+        dims = list(dims)
+        bad = [d for d in dims if isinstance(d, bool) or not isinstance(d, int) or not 0 <= d < num]
+        if not dims or bad:
+            raise ValueError(
+                f"dims must be a non-empty list of ints in [0, {num}) (the flattened latent), "
+                f"got {dims!r}"
+            )
+        values = torch.linspace(-span, span, steps, device=mean.device, dtype=mean.dtype)
+        z = mean.repeat(len(dims) * steps, 1).view(len(dims), steps, num)
+        for row, d in enumerate(dims):
+            z[row, :, d] = values
+        images = vae.decode(z.view(-1, *vae.latent_shape))
+    return _finish(make_grid(images, nrow=steps, value_range=value_range), path)
+
+
+# -- curves -----------------------------------------------------------------------------------
+def _import_pyplot():
+    try:
+        import matplotlib
+    except ImportError as err:
+        raise ImportError(
+            f"plot_history needs matplotlib, an optional dependency: {_EXTRA_HINT}"
+        ) from err
+    headless = sys.platform.startswith("linux") and not (
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    )
+    if headless and "matplotlib.pyplot" not in sys.modules:
+        matplotlib.use("Agg")  # no display: render to files, never try to open a window
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _history_columns(history: object) -> dict[str, list[float]]:
+    if isinstance(history, Mapping):
+        cols = {str(k): list(v) for k, v in history.items()}
+    elif isinstance(history, Sequence) and not isinstance(history, (str, bytes)):
+        cols: dict[str, list[float]] = {}
+        for i, rec in enumerate(history):
+            if not isinstance(rec, Mapping):
+                raise TypeError(f"history[{i}] must be a dict of numbers, got {type(rec).__name__}")
+            for k in rec:
+                cols.setdefault(str(k), [float("nan")] * i)
+            for k, col in cols.items():
+                col.append(float(rec.get(k, float("nan"))))
+    else:
+        raise TypeError(
+            "history must be a dict of lists ({'loss': [...], 'beta': [...]}) or a list of "
+            f"per-step dicts, got {type(history).__name__}"
+        )
+    if not cols or not any(cols.values()):
+        raise ValueError("history is empty: nothing to plot")
+    lengths = {k: len(v) for k, v in cols.items()}
+    if len(set(lengths.values())) != 1:
+        raise ValueError(f"history columns must have the same length, got {lengths}")
+    return {k: [float(v) for v in vals] for k, vals in cols.items()}
+
+
+def plot_history(
+    history: Mapping[str, Sequence[float]] | Sequence[Mapping[str, float]],
+    *,
+    beta_key: str = "beta",
+    step_key: str = "step",
+    log_scale: bool = False,
+    title: str | None = None,
+    path: str | os.PathLike | None = None,
+):
+    """Loss terms on the left axis, β on a twin right axis; returns the matplotlib Figure.
+
+    Args:
+        history: ``{"total": [...], "kl": [...], "beta": [...]}`` or a list of per-step dicts
+            (e.g. ``{"step": s, **loss.terms, "beta": loss.beta}``); missing values are NaN.
+        beta_key: the column drawn on the right axis (skipped if absent).
+        step_key: the column used as x axis (default: the row index).
+        log_scale: log-scale the loss axis.
+        path: optional file to save the figure to.
+
+    Raises:
+        ImportError: matplotlib is not installed (``pip install "vaekit[examples]"``).
+
+    Example:
+        >>> import vaekit as vk
+        >>> fig = vk.viz.plot_history({"recon": [3.0, 2.0, 1.5], "kl": [0.1, 0.5, 0.7],
+        ...                            "beta": [0.0, 0.5, 1.0]})
+        >>> [ax.get_ylabel() for ax in fig.axes]
+        ['loss', 'beta']
+    """
+    cols = _history_columns(history)
+    plt = _import_pyplot()
+    steps = cols.pop(step_key, None) or list(range(len(next(iter(cols.values())))))
+    beta = cols.pop(beta_key, None)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, vals in cols.items():
+        ax.plot(steps, vals, label=name)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    if log_scale:
+        ax.set_yscale("log")
+    handles, labels = ax.get_legend_handles_labels()
+    if beta is not None:
+        ax2 = ax.twinx()
+        (line,) = ax2.plot(steps, beta, color="black", linestyle="--", label=beta_key)
+        ax2.set_ylabel(beta_key)
+        handles, labels = [*handles, line], [*labels, beta_key]
+    if handles:
+        ax.legend(handles, labels, loc="best")
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    if path is not None:
+        parent = os.path.dirname(os.fspath(path))
+        if parent:
+            os.makedirs(parent, exist_ok=True)
+        fig.savefig(os.fspath(path))
+    return fig
