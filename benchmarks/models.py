@@ -3,7 +3,7 @@
     python benchmarks/models.py [--batch 32] [--presets fmnist32 celeba64-bottleneck] [--quick]
 
 Prints a markdown table. Throughput is images/s of forward + backward (MSE + KL) at the
-preset's native size, fp32 on CPU (this machine has no fast bf16), median of several
+preset's native size, in NCHW and channels_last layouts, fp32 on CPU (this machine has no fast bf16), median of several
 timed steps after warm-up. The "matmul ceiling" column is this machine's dense fp32 matmul
 rate measured in the same run, to read the figures against.
 """
@@ -29,10 +29,13 @@ def matmul_gflops(n: int = 1024, repeats: int = 10) -> float:
     return 2 * n**3 * repeats / (time.perf_counter() - t) / 1e9
 
 
-def throughput(name: str, batch: int, steps: int) -> tuple[int, float]:
+def throughput(name: str, batch: int, steps: int, channels_last: bool = False) -> tuple[int, float]:
     vae = vk.presets.build(name)
     cfg = vae.config
     x = torch.rand(batch, *cfg.data_shape)
+    if channels_last:
+        vae = vae.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
     params = sum(p.numel() for p in vae.parameters())
 
     def step():
@@ -62,11 +65,12 @@ def main() -> None:
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}"
     )
     print(f"dense fp32 matmul: {matmul_gflops():.1f} GFLOP/s\n")
-    print(f"| preset | params | fwd+bwd img/s (batch {args.batch}) |")
-    print("|---|---:|---:|")
+    print(f"| preset | params | fwd+bwd img/s, NCHW | channels_last | (batch {args.batch}) |")
+    print("|---|---:|---:|---:|---|")
     for name in names:
         params, ips = throughput(name, args.batch, steps)
-        print(f"| {name} | {params / 1e6:.2f} M | {ips:.1f} |")
+        _, ips_cl = throughput(name, args.batch, steps, channels_last=True)
+        print(f"| {name} | {params / 1e6:.2f} M | {ips:.1f} | {ips_cl:.1f} | |")
 
 
 if __name__ == "__main__":

@@ -46,6 +46,11 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--beta", type=float, default=0.8, help="KL weight (fmnist32 recipe: 0.8)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--no-channels-last",
+        action="store_true",
+        help="keep NCHW memory layout (channels_last is ~1.4x faster for convs on CPU)",
+    )
     ap.add_argument("--data-root", default=None, help="folder with the Fashion-MNIST .gz files")
     ap.add_argument("--limit", type=int, default=None, help="use only the first N train images")
     ap.add_argument("--out", default="runs", help="parent folder of the run folder")
@@ -58,6 +63,9 @@ def main() -> None:
     print(f"[quickstart] {len(x_train)} train images, writing to {run}")
 
     vae = vk.presets.build("fmnist32")
+    layout = torch.contiguous_format if args.no_channels_last else torch.channels_last
+    vae = vae.to(memory_format=layout)
+    x_train = x_train.contiguous(memory_format=layout)
     loss_fn = vk.losses.VAELoss(recon=vk.losses.build("bce"), kl=vk.losses.KL(), beta=args.beta)
     opt = torch.optim.AdamW(vae.parameters(), lr=args.lr, weight_decay=1e-4)
     gen = torch.Generator().manual_seed(args.seed)

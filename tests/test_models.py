@@ -362,3 +362,28 @@ def test_every_preset_runs_forward_backward(name):
     loss.backward()
     assert all(p.grad is not None for p in vae.parameters())
     assert math.prod(vae.latent_shape) == out.posterior.num_latent_dims
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_autocast_forward_and_loss_are_finite(dtype):
+    cfg = tiny_config(block="bottleneck", attention_at=(8,), variance="global")
+    vae = vk.VAE(cfg)
+    x = torch.rand(2, *cfg.data_shape)
+    loss_fn = vk.losses.VAELoss(recon="gaussian_nll", kl=vk.losses.KL(free_bits=0.05))
+    with torch.autocast("cpu", dtype=dtype):
+        out = vae(x)
+        res = loss_fn(out, x)
+    assert out.recon.dtype in (dtype, torch.float32)
+    assert res.total.dtype == torch.float32 and torch.isfinite(res.total)
+    res.total.backward()
+    assert all(torch.isfinite(p.grad).all() for p in vae.parameters() if p.grad is not None)
+
+
+@pytest.mark.parametrize("name", ["bce", "gaussian_nll", "l1"])
+def test_step0_vae_loss_is_finite_on_preset(name):
+    vae = vk.presets.build("fmnist32")
+    x = torch.rand(4, 1, 32, 32)
+    x[0], x[1] = 0.0, 1.0
+    res = vk.losses.VAELoss(recon=name)(vae(x), x)
+    assert torch.isfinite(res.total)
+    res.total.backward()
