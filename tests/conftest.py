@@ -11,7 +11,10 @@ from hypothesis import settings
 import vaekit as vk
 
 torch.set_num_threads(1)  # pytest-xdist runs two workers on two cores
-settings.register_profile("ci", deadline=None, print_blob=True)
+# "ci" (default): the same examples on every run, so CI is reproducible; "dev" explores
+# new random examples each run: HYPOTHESIS_PROFILE=dev bash scripts/test.sh
+settings.register_profile("ci", deadline=None, print_blob=True, derandomize=True)
+settings.register_profile("dev", deadline=None, print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 

@@ -41,6 +41,8 @@ def configs(draw):
 
 @given(cfg=configs(), batch=st.integers(1, 3))
 def test_shapes_over_random_configs(cfg, batch):
+    if cfg.norm == "batch":
+        batch = max(batch, 2)  # BatchNorm cannot train on one value per channel (1x1 grids)
     vae = vk.VAE(cfg)
     x = torch.rand(batch, *cfg.data_shape)
     out = vae(x)
