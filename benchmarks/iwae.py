@@ -15,30 +15,13 @@ Data: the Debian package ``dataset-fashion-mnist`` (``/usr/share/datasets/fashio
 from __future__ import annotations
 
 import argparse
-import gzip
 import math
-import os
 import time
 
-import numpy as np
 import torch
 
 import vaekit as vk
 from vaekit.metrics.likelihood import log_likelihood
-
-DATA = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"
-
-
-def load_fmnist(path: str, n: int) -> torch.Tensor:
-    """First ``n`` images of an idx3 gzip file as (n, 1, 32, 32) floats in [0, 1]."""
-    if not os.path.isfile(path):
-        raise SystemExit(f"{path} not found: apt-get install dataset-fashion-mnist (or --data)")
-    with gzip.open(path, "rb") as f:
-        raw = f.read()
-    count, rows, cols = (int.from_bytes(raw[i : i + 4], "big") for i in (4, 8, 12))
-    images = np.frombuffer(raw, dtype=np.uint8, offset=16).reshape(count, 1, rows, cols)[:n]
-    x = torch.from_numpy(images.astype(np.float32) / 255.0)
-    return torch.nn.functional.pad(x, (2, 2, 2, 2))  # 28 -> 32: the fmnist32 geometry
 
 
 @torch.no_grad()
@@ -72,7 +55,12 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=None, help="iwae_nll batch_size (its default)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
-    p.add_argument("--data", default=DATA)
+    p.add_argument("--data", default=None, help="folder with the Fashion-MNIST .gz files")
+    p.add_argument(
+        "--no-channels-last",
+        action="store_true",
+        help="keep the model NCHW (default: channels_last, ~1.5x faster convs on CPU)",
+    )
     args = p.parse_args()
     n = args.images or (200 if args.quick else 1000)
     n_naive = min(n, args.naive_images or (50 if args.quick else n))
@@ -80,10 +68,14 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
 
-    x = load_fmnist(args.data, n).to(device)
+    x, _ = vk.data.load_fashion_mnist("test", root=args.data, pad_to=32, limit=n)
+    x = x.to(device)
     torch.manual_seed(0)
     vae = vk.presets.build("fmnist32").to(device).eval()
-    print(f"device={device} threads={torch.get_num_threads()} torch={torch.__version__}")
+    if not args.no_channels_last:  # the same layout for both methods
+        vae = vae.to(memory_format=torch.channels_last)
+    layout = "NCHW" if args.no_channels_last else "channels_last"
+    print(f"device={device} threads={torch.get_num_threads()} torch={torch.__version__} {layout}")
     print(f"fmnist32: {sum(p.numel() for p in vae.parameters()):,} parameters; K={args.k}")
 
     gen = lambda: torch.Generator(device=device).manual_seed(0)
