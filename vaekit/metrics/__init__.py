@@ -7,12 +7,13 @@
 - latent health: :func:`kl_per_dim`, :func:`active_units` (Burda et al. 2016),
   :func:`aggregate_posterior_gap` (Hoffman & Johnson 2016; Rosca et al. 2018);
 - sample quality: :func:`fid` (Heusel et al. 2017) with any :class:`FeatureExtractor`,
-  e.g. :class:`InceptionFeatures`.
+  e.g. :class:`InceptionFeatures` or a small domain classifier, :class:`ClassifierFeatures`.
 
 Metrics that take a model run it in eval mode under ``torch.no_grad()`` and restore its
 train/eval modes afterwards. Nothing here imports torchvision until InceptionFeatures is built.
 """
 
+from .classifier import ClassifierFeatures
 from .fid import (
     INCEPTION_WEIGHTS_FILE,
     FeatureExtractor,
@@ -42,6 +43,7 @@ from .likelihood import (
 __all__ = [
     "INCEPTION_WEIGHTS_FILE",
     "LIKELIHOODS",
+    "ClassifierFeatures",
     "FeatureExtractor",
     "ImageStats",
     "InceptionFeatures",
