@@ -138,6 +138,17 @@ def test_bad_input_messages(name, modules, images):
             loss(noisy, x + 1.0)
 
 
+@pytest.mark.parametrize("name", RECON_NAMES)
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+@pytest.mark.parametrize("which", ["input", "target"])
+def test_non_finite_values_raise(name, bad, which, modules, images):
+    noisy, x = (t.clone() for t in images)
+    (noisy if which == "input" else x)[1, 2, 3, 4] = bad
+    # range-checked losses say "must lie in [0, 1]", the others "must be finite"
+    with pytest.raises(ValueError, match=rf"{which} must (be finite|lie in)"):
+        modules[name](noisy, x)
+
+
 # -- registry -------------------------------------------------------------------------------
 
 

@@ -102,7 +102,7 @@ def check_range(
         return
     lo, hi = torch.aminmax(x.detach())
     lo, hi = float(lo), float(hi)
-    if lo < low or hi > high:
+    if not (low <= lo and hi <= high):  # also catches NaN, which fails every comparison
         raise ValueError(
             f"{name} must lie in [{low:g}, {high:g}], got values in [{lo:.4g}, {hi:.4g}]"
             + (f"; {hint}" if hint else "")

@@ -12,7 +12,13 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from .._validation import check_image, check_range, check_reduction, check_same_shape
+from .._validation import (
+    check_finite,
+    check_image,
+    check_range,
+    check_reduction,
+    check_same_shape,
+)
 from ..distributions import _f32
 from ..distributions import _reduce_per_sample as reduce_loss
 
@@ -29,7 +35,10 @@ def prepare(
     """Validate a (reconstruction, data) pair and upcast fp16/bf16 to float32.
 
     With ``data_range`` set, the values must lie in ``[0, data_range]`` (only ``target`` when
-    ``check_input_range`` is False, e.g. logits).
+    ``check_input_range`` is False, e.g. logits); NaN fails the range check. Without a range,
+    both must be finite: a NaN reconstruction or target raises here instead of turning the
+    loss (and every weight after the next step) into NaN. Value checks are skipped under
+    ``torch.compile``.
     """
     check_image(input, "input")
     check_image(target, "target")
@@ -39,6 +48,10 @@ def prepare(
         if check_input_range:
             check_range(input, 0.0, data_range, "input", hint)
         check_range(target, 0.0, data_range, "target", hint)
+    if data_range is None or not check_input_range:
+        check_finite(input, "input")
+    if data_range is None:
+        check_finite(target, "target")
     return _f32(input), _f32(target)
 
 
