@@ -17,6 +17,12 @@ B x 256 posterior), then the ratios the loss issue asks for:
 
 The pairs are timed interleaved (a, b, a, b, ...) so that load from other processes hits both.
 
+``--peers`` adds the loss packages a user could pick instead (``benchmarks/run.py --parts
+losses`` uses the same rows): pytorch-msssim, piq, kornia, lpips, focal-frequency-loss and
+MONAI, each next to the vaekit loss that computes the same thing, at 32x3x64x64 and
+32x1x256x256. A peer that is missing, needs a weights download, or refuses the image size is
+a row that says so.
+
 Perceptual and LPIPS use random backbones (``weights=None``): the timing is the same as with
 ImageNet weights, and the benchmark never needs a download.
 """
@@ -29,6 +35,7 @@ import statistics
 import time
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
@@ -159,6 +166,144 @@ def ratio_rows(batch: int, size: int, repeats: int) -> list[tuple[str, float, fl
     return [(label, *timeit_pair(a, b, repeats)) for label, a, b in pairs]
 
 
+def _gray_to_rgb(fn: Callable) -> Callable:
+    """Peers that need 3 channels get grayscale repeated, as vaekit does internally."""
+
+    def call(a, b):
+        if a.shape[1] == 1:
+            a, b = a.expand(-1, 3, -1, -1), b.expand(-1, 3, -1, -1)
+        return fn(a, b)
+
+    return call
+
+
+_TORCHVISION_WEIGHTS = {"vgg": "vgg16-397923af.pth", "alex": "alexnet-owt-7be5be79.pth"}
+
+
+def _peer_pairs() -> list[tuple[str, Callable, str, str, Callable]]:
+    """(vaekit label, vaekit builder, peer package, peer label, peer builder) per comparison."""
+
+    def msssim(fn_name):
+        def build():
+            import pytorch_msssim
+
+            fn = getattr(pytorch_msssim, fn_name)
+            return lambda a, b: 1 - fn(a, b, data_range=1.0)
+
+        return build
+
+    def piq_loss(cls_name):
+        def build():
+            import piq
+
+            return getattr(piq, cls_name)(data_range=1.0)
+
+        return build
+
+    def kornia_ssim():
+        import kornia
+
+        return kornia.losses.SSIMLoss(11)
+
+    def kornia_ms_ssim():
+        import kornia
+
+        return kornia.losses.MS_SSIMLoss()
+
+    def monai_ssim():
+        from monai.losses import SSIMLoss
+
+        return SSIMLoss(spatial_dims=2, data_range=1.0)
+
+    def monai_perceptual(net):
+        def build():
+            from monai.losses import PerceptualLoss
+
+            if net in _TORCHVISION_WEIGHTS:  # lpips trunk: torchvision ImageNet weights
+                name = _TORCHVISION_WEIGHTS[net]
+                where = Path(torch.hub.get_dir()) / "checkpoints"
+                if not (where / name).is_file():  # never download from a benchmark
+                    raise FileNotFoundError(f"needs ImageNet weights {name} in {where}")
+
+            loss = PerceptualLoss(spatial_dims=2, network_type=net, pretrained=False)
+            # MONAI z-scores its inputs in place (it would overwrite the caller's images)
+            return _gray_to_rgb(lambda a, b: loss(a.clone(), b.clone()))
+
+        return build
+
+    def monai_jukebox():
+        from monai.losses import JukeboxLoss
+
+        return JukeboxLoss(spatial_dims=2)
+
+    def ffl():
+        from focal_frequency_loss import FocalFrequencyLoss
+
+        return FocalFrequencyLoss()
+
+    def lpips_ref():
+        import lpips
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            ref = lpips.LPIPS(net="alex", pnet_rand=True, verbose=False)
+        return _gray_to_rgb(lambda a, b: ref(a, b, normalize=True).mean())
+
+    ssim = lambda: vk.losses.build("ssim")
+    ms_ssim = lambda: vk.losses.build("ms_ssim")
+    return [
+        ("ssim", ssim, "pytorch-msssim", "pytorch_msssim.ssim", msssim("ssim")),
+        ("ssim", ssim, "piq", "piq.SSIMLoss", piq_loss("SSIMLoss")),
+        ("ssim", ssim, "kornia", "kornia.losses.SSIMLoss(11)", kornia_ssim),
+        ("ssim", ssim, "monai", "monai.losses.SSIMLoss", monai_ssim),
+        ("ms_ssim", ms_ssim, "pytorch-msssim", "pytorch_msssim.ms_ssim", msssim("ms_ssim")),
+        ("ms_ssim", ms_ssim, "piq", "piq.MultiScaleSSIMLoss", piq_loss("MultiScaleSSIMLoss")),
+        ("ms_ssim", ms_ssim, "kornia", "kornia.losses.MS_SSIMLoss (MS-SSIM + L1 mix)",
+         kornia_ms_ssim),
+        ("lpips (alex)", lambda: vk.losses.LPIPSLoss(weights=None), "lpips",
+         "lpips.LPIPS(net='alex')", lpips_ref),
+        ("perceptual (VGG16)", lambda: vk.losses.PerceptualLoss(weights=None), "monai",
+         "monai PerceptualLoss(vgg)", monai_perceptual("vgg")),
+        ("perceptual (VGG16)", lambda: vk.losses.PerceptualLoss(weights=None), "monai",
+         "monai PerceptualLoss(resnet50)", monai_perceptual("resnet50")),
+        ("fft (focal=1)", lambda: vk.losses.FFTLoss(focal=1.0), "focal-frequency-loss",
+         "FocalFrequencyLoss()", ffl),
+        ("fft (amplitude)", lambda: vk.losses.FFTLoss(amplitude_only=True), "monai",
+         "monai JukeboxLoss", monai_jukebox),
+    ]  # fmt: skip
+
+
+def peer_rows(
+    shape: tuple[int, int, int, int], repeats: int, available: Callable[[str], bool],
+    reason: Callable[[str], str | None] = lambda p: None,
+) -> list[dict]:  # fmt: skip
+    """Forward + backward ms of each vaekit loss and each peer's, interleaved, at ``shape``."""
+    x = torch.rand(*shape)
+    rows = []
+    for ours_label, ours_build, package, peer_label, peer_build in _peer_pairs():
+        row = {"shape": list(shape), "loss": ours_label, "peer_package": package,
+               "peer": peer_label}  # fmt: skip
+        rows.append(row)
+        if not available(package):
+            row["unavailable"] = reason(package) or "not installed"
+            continue
+        ours = ours_build()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                peer = peer_build()
+                peer(torch.rand(2, *shape[1:]), torch.rand(2, *shape[1:]))  # accepts this size?
+        except Exception as err:
+            msg = f"{type(err).__name__}: {str(err).splitlines()[0][:160]}"
+            if "urlopen" in msg or "URLError" in msg or "HTTP" in msg:
+                msg = f"needs a weights download, impossible offline ({msg})"
+            row["unavailable"] = msg
+            continue
+        a, b = timeit_pair(fwd_bwd(ours, x), fwd_bwd(peer, x), repeats)
+        row.update(ours_ms=a, peer_ms=b, speedup=b / a)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=32)
@@ -166,6 +311,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="3 repeats")
+    parser.add_argument("--peers", action="store_true", help="also time the loss peers")
     args = parser.parse_args()
     repeats = 3 if args.quick else args.repeats
     torch.set_num_threads(args.threads)
@@ -183,6 +329,20 @@ def main() -> None:
     )
     for label, ours, ref in ratio_rows(args.batch, args.size, repeats):
         print(f"| {label} | {ours:.1f} | {ref:.1f} | {ours / ref:.3f} |")
+    if args.peers:
+        from common import peer_status
+
+        print("\n| loss | shape | peer | vaekit (ms) | peer (ms) | peer / vaekit |")
+        print("|---|---|---|---:|---:|---:|")
+        for shape in ((args.batch, 3, args.size, args.size), (args.batch, 1, 256, 256)):
+            for r in peer_rows(shape, repeats, lambda p: peer_status(p).available,
+                               lambda p: peer_status(p).reason):  # fmt: skip
+                dims = "x".join(map(str, r["shape"]))
+                if "unavailable" in r:
+                    print(f"| `{r['loss']}` | {dims} | {r['peer']} | | | {r['unavailable']} |")
+                else:
+                    print(f"| `{r['loss']}` | {dims} | {r['peer']} | {r['ours_ms']:.1f} | "
+                          f"{r['peer_ms']:.1f} | {r['speedup']:.2f} |")  # fmt: skip
 
 
 if __name__ == "__main__":

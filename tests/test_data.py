@@ -1,9 +1,11 @@
-"""Fashion-MNIST reader and the quickstart main job, on small IDX files the test writes."""
+"""Fashion-MNIST reader and the quickstart main job (examples/train.py), on small IDX files
+the test writes."""
 
 from __future__ import annotations
 
 import gzip
 import json
+import os
 import struct
 import subprocess
 import sys
@@ -68,21 +70,24 @@ def test_bad_data_errors(fake_fmnist, tmp_path):
 
 @pytest.mark.slow
 def test_quickstart_main_job_runs(fake_fmnist, tmp_path):
+    """What scripts/quickstart.sh runs: examples/train.py with the fmnist32 recipe."""
     out = tmp_path / "runs"
-    cmd = [sys.executable, str(ROOT / "examples" / "quickstart.py"), "--data-root", str(fake_fmnist),
-           "--max-steps", "3", "--batch-size", "8", "--out", str(out)]  # fmt: skip
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    cmd = [sys.executable, str(ROOT / "examples" / "train.py"),
+           "--config", str(ROOT / "examples" / "recipes" / "fmnist32.json"), "--name", "quickstart",
+           "--data-root", str(fake_fmnist), "--max-steps", "3", "--batch-size", "8",
+           "--minutes", "5", "--fid-samples", "16", "--iwae-images", "4", "--iwae-k", "2",
+           "--cache-dir", str(tmp_path / "cache"), "--out", str(out)]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert res.returncode == 0, res.stderr
     (run,) = out.iterdir()
-    for name in (
-        "samples.png",
-        "reconstructions.png",
-        "model.safetensors",
-        "history.csv",
-        "metrics.json",
-    ):
+    assert run.name.endswith("-quickstart")
+    for name in ("samples.png", "reconstructions.png", "best.safetensors", "last.safetensors",
+                 "history.csv", "metrics.json", "summary.md"):  # fmt: skip
         assert (run / name).stat().st_size > 0, name
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["steps"] == 3 and np.isfinite(metrics["test_neg_elbo_nats_per_dim"])
-    vae = vk.VAE.load(run / "model.safetensors")
+    assert metrics["run"]["steps"] == 3 and np.isfinite(metrics["neg_elbo_nats_per_dim"])
+    assert 0 <= metrics["fid"]["classifier_test_accuracy"] <= 1
+    vae = vk.VAE.load(run / "best.safetensors")
     assert vae.config == vk.presets.config("fmnist32")
+    assert f"done: {run}/ (summary.md" in res.stdout
