@@ -2,7 +2,8 @@
 
     python benchmarks/models.py [--batch 32] [--presets fmnist32 celeba64-bottleneck] [--quick]
 
-Prints a markdown table. Throughput is images/s of forward + backward (MSE + KL) at the
+Prints a markdown table. ``benchmarks/run.py --parts speed`` is the fuller version: training
+steps with the optimiser, against the peer of nearest parameter count, compiled too. Throughput is images/s of forward + backward (MSE + KL) at the
 preset's native size, in NCHW and channels_last layouts, fp32 on CPU (this machine has no fast bf16), median of several
 timed steps after warm-up. The "matmul ceiling" column is this machine's dense fp32 matmul
 rate measured in the same run, to read the figures against.
@@ -20,13 +21,11 @@ import torch
 import vaekit as vk
 
 
-def matmul_gflops(n: int = 1024, repeats: int = 10) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    t = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    return 2 * n**3 * repeats / (time.perf_counter() - t) / 1e9
+def matmul_gflops(n: int = 1024) -> float:
+    """Dense fp32 matmul GFLOP/s of this CPU (the same measurement as benchmarks/run.py)."""
+    from common import matmul_flops
+
+    return matmul_flops(torch.device("cpu"), n=n) / 1e9
 
 
 def throughput(name: str, batch: int, steps: int, channels_last: bool = False) -> tuple[int, float]:

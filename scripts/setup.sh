@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create ./.venv with vaekit (editable) and its dev + examples extras.
+# Create ./.venv with vaekit (editable) and its dev, examples and bench extras.
 # Idempotent: a stamp records what was installed; re-running with nothing changed is instant.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,10 +19,10 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   echo "[setup] .venv is up to date"
   exit 0
 fi
-echo "[setup] installing $VAEKIT_TORCH and vaekit[dev,examples] (first run: a few minutes)"
+echo "[setup] installing $VAEKIT_TORCH and vaekit[dev,examples,bench] (first run: a few minutes)"
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 # shellcheck disable=SC2086
 .venv/bin/python -m pip install --quiet --disable-pip-version-check $VAEKIT_TORCH
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[dev,examples]"
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[dev,examples,bench]"
 echo "$want" > "$stamp"
 echo "[setup] done"
