@@ -70,7 +70,7 @@ def fmnist_spatial_config(**overrides) -> vk.VAEConfig:
 
 
 RECIPES = {
-    # examples/quickstart.py: Bernoulli likelihood, beta 0.8, AdamW 2e-3, clip 5
+    # examples/recipes/fmnist32.json (the Quickstart): Bernoulli likelihood, beta 0.8, AdamW 2e-3
     "bce-beta0.8": dict(recon="bce", beta=0.8, free_bits=0.0, lr=2e-3, likelihood="bernoulli"),
     # the same at β = 1: the ELBO's own balance, so prior samples land where the data are
     "bce-beta1": dict(recon="bce", beta=1.0, free_bits=0.0, lr=2e-3, likelihood="bernoulli"),

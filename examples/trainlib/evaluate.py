@@ -1,0 +1,315 @@
+"""Validation, pictures, the final metrics and ``summary.md``.
+
+The validation total is the training objective at the schedule's *final* β, with the true KL
+(no free bits) and one posterior sample per image from a fixed generator: comparable across
+evaluations (a warm-up would otherwise make early epochs look best), and with a likelihood
+loss at β = 1 it is the negative ELBO per dimension.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+from pathlib import Path
+
+import torch
+
+import vaekit as vk
+
+from .data import Data, eval_loader, first_images
+
+
+@contextlib.contextmanager
+def evaluating(module: torch.nn.Module):
+    """eval() + no_grad for the block; the module's train/eval mode comes back after."""
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            yield module
+    finally:
+        module.train(was_training)
+
+
+def to_device(x: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
+    x = x.to(device, non_blocking=True)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+# -- validation ------------------------------------------------------------------------------------
+def validation_terms(vae, loss_fn, loader, rt, *, channels_last: bool, seed: int) -> dict:
+    """Mean of every loss term over all ranks' validation shards."""
+    gen = torch.Generator(device=rt.device).manual_seed(seed)  # the same noise every time
+    sums: dict[str, torch.Tensor] = {}
+    count = 0
+    with evaluating(vae), rt.autocast():
+        for x in loader:
+            x = to_device(x, rt.device, channels_last)
+            q = vae.encode(x)
+            z = q.sample(generator=gen)
+            recon, logvar = vae.decode_with_logvar(z)
+            res = loss_fn(vk.VAEOutput(recon, q, z, logvar), x, step=0)
+            for key, value in {"total": res.total, **res.terms}.items():
+                sums[key] = sums.get(key, 0.0) + value.detach().double() * len(x)
+            count += len(x)
+    if count == 0:
+        raise ValueError("the validation shard of this process is empty; use fewer processes")
+    keys = sorted(sums)
+    totals = rt.all_sum(
+        torch.stack(
+            [torch.as_tensor(sums[k]).cpu() for k in keys]
+            + [torch.tensor(float(count), dtype=torch.float64)]
+        )
+    )
+    n = float(totals[-1])
+    return {k: float(v) / n for k, v in zip(keys, totals[:-1])}
+
+
+# -- pictures --------------------------------------------------------------------------------------
+def save_pictures(vae, images: torch.Tensor, folder: Path, prefix: str, *, seed: int) -> None:
+    """Reconstructions, samples at three temperatures and interpolations of ``images``."""
+    device = next(vae.parameters()).device
+    x = images[:16].to(device)
+    with evaluating(vae):
+        recon = vae.reconstruct(x)
+    vk.viz.reconstruction_grid(x, recon, nrow=8, path=folder / f"{prefix}reconstructions.png")
+    gen = torch.Generator(device=device).manual_seed(seed)
+    vk.viz.sample_grid(vae, 8, (0.5, 0.8, 1.0), generator=gen, path=folder / f"{prefix}samples.png")
+    half = min(4, len(x) // 2)
+    if half:
+        vk.viz.interpolation_grid(
+            vae, x[:half], x[half : 2 * half], steps=8, path=folder / f"{prefix}interpolations.png"
+        )
+
+
+def plot_losses(history, path: Path, data_dims: int) -> None:
+    """Train total/recon and KL per data dimension (vk.viz.plot_history, β on the right axis),
+    with the validation total at the final β as dots."""
+    import matplotlib.pyplot as plt
+
+    train = [
+        {"step": r["step"], "train total": r["total"], "train recon": r["recon"],
+         "train KL/dim": r["kl_raw"] / data_dims, "beta": r["beta"]}
+        for r in history.rows if r.get("split") == "train"
+    ]  # fmt: skip
+    val = [(r["step"], r["total"]) for r in history.rows if r.get("split") == "val"]
+    if not train and not val:
+        return
+    values = [v for r in train for k, v in r.items() if k not in ("step", "beta")]
+    values += [t for _, t in val]
+    positive = all(v > 0 for v in values if math.isfinite(v))
+    base = train or [{"step": s, "val total": t} for s, t in val]
+    fig = vk.viz.plot_history(base, log_scale=positive, title="training curves")
+    ax = fig.axes[0]
+    if train and val:
+        ax.plot(*zip(*val), marker="o", label="val total (final β)")
+        handles, labels = [], []
+        for a in fig.axes:
+            h, lab = a.get_legend_handles_labels()
+            handles, labels = handles + h, labels + lab
+        ax.legend(handles, labels, loc="best")
+    else:
+        for line in ax.get_lines():
+            line.set_marker("o")
+    fig.savefig(path, bbox_inches="tight")
+    plt.close(fig)
+
+
+# -- final metrics ---------------------------------------------------------------------------------
+def _likelihood_kwargs(likelihood: dict, loss_fn) -> dict:
+    """Fill in a learned σ/b from the trained loss module."""
+    kwargs = dict(likelihood)
+    for key in ("sigma", "scale"):
+        if kwargs.get(key) == "learned":
+            module = next(
+                m
+                for m in loss_fn.modules()
+                if hasattr(m, "logvar") and isinstance(m.logvar, torch.nn.Parameter)
+            )
+            var = float(module.logvar.detach().exp())
+            # Gaussian: sigma = sqrt(var); Laplace: var = 2 b^2
+            kwargs[key] = math.sqrt(var) if key == "sigma" else math.sqrt(var / 2)
+    return kwargs
+
+
+def final_metrics(vae, data: Data, args, rt, *, val_loss_fn, loss_fn, likelihood) -> dict:
+    """Everything in ``metrics.json`` except the run bookkeeping; rank 0 only."""
+    device = rt.device
+    ds = data.test
+    loader = eval_loader(ds, args)
+    dims = data.channels * data.image_size**2
+    out: dict = {"eval_split": data.eval_split, "eval_images": len(ds)}
+
+    # image quality of reconstructions (posterior mean)
+    psnr = ssim = 0.0
+    with evaluating(vae):
+        for x in loader:
+            x = to_device(x, device, args.channels_last)
+            x_hat = vae.reconstruct(x).float()
+            psnr += float(vk.metrics.psnr(x_hat, x, reduction="none").sum())
+            ssim += float(vk.metrics.ssim(x_hat, x, reduction="none").sum())
+    out["psnr"], out["ssim"] = psnr / len(ds), ssim / len(ds)
+
+    kwargs, note = likelihood
+    out["likelihood"] = note
+    if kwargs is None:
+        # no likelihood, no ELBO: report the training objective at the final beta instead
+        single = type(rt)(device=device, amp_dtype=rt.amp_dtype)  # rank 0 alone, no all-reduce
+        terms = validation_terms(
+            vae, val_loss_fn, loader, single, channels_last=args.channels_last, seed=args.seed
+        )
+        out["objective"] = {k: terms[k] for k in sorted(terms)}
+    else:
+        # likelihood: -ELBO and the IWAE bound, per dimension and in bits
+        lik = _likelihood_kwargs(kwargs, loss_fn)
+        out["likelihood_params"] = lik
+        gen = torch.Generator(device=device).manual_seed(args.seed)
+        nll = []
+        for x in loader:
+            x = to_device(x, device, args.channels_last)
+            nll.append(vk.metrics.elbo_nll(vae, x, generator=gen, reduction="none", **lik))
+        neg_elbo = float(torch.cat(nll).mean())
+        x_iwae = first_images(ds, args.iwae_images).to(device)
+        iwae = float(vk.metrics.iwae_nll(vae, x_iwae, k=args.iwae_k, generator=gen, **lik))
+        bits = (
+            vk.metrics.bits_per_dim if lik["likelihood"] == "bernoulli"
+            else vk.metrics.discretized_bits_per_dim
+        )  # fmt: skip
+        out.update({
+            "neg_elbo_nats_per_dim": neg_elbo / dims,
+            "neg_elbo_bits_per_dim": float(bits(neg_elbo, dims)),
+            "iwae_nll_nats_per_dim": iwae / dims,
+            "iwae_bits_per_dim": float(bits(iwae, dims)),
+            "iwae_k": args.iwae_k, "iwae_images": len(x_iwae),
+        })  # fmt: skip
+
+    # latent health: collapse and ghosting
+    kl = vk.metrics.kl_per_dim(vae, loader).flatten()
+    out["kl_nats_per_image"] = float(kl.sum())
+    out["kl_per_dim"] = {"mean": float(kl.mean()), "max": float(kl.max()), "min": float(kl.min())}
+    if kl.numel() <= 512:
+        out["kl_per_dim"]["values"] = [round(float(v), 5) for v in kl]
+    out["active_units"] = int(vk.metrics.active_units(vae, loader))
+    out["latent_dims"] = int(kl.numel())
+    gap = vk.metrics.aggregate_posterior_gap(
+        vae, loader, num_samples=min(1000, len(ds)),
+        generator=torch.Generator(device=device).manual_seed(args.seed),
+    )  # fmt: skip
+    out["posterior_gap"] = {
+        k: getattr(gap, k)
+        for k in ("kl", "kl_per_dim", "mmd", "mmd_noise", "eig_min", "eig_max", "num_samples")
+    }
+    return out
+
+
+# -- Fréchet distance in a Fashion-MNIST classifier's feature space -------------------------------
+def cache_dir(args) -> Path:
+    return Path(
+        args.cache_dir or os.environ.get("VAEKIT_CACHE") or Path.home() / ".cache" / "vaekit"
+    )
+
+
+def fashion_classifier(images: torch.Tensor, labels: torch.Tensor, args, device, log):
+    """``vk.metrics.ClassifierFeatures`` trained once per dataset, size and subset, then cached."""
+    fit = {"num_classes": 10, "epochs": 2, "batch_size": 128, "seed": 0}
+    if args.fid_train_images is not None and args.fid_train_images < len(images):
+        pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
+        pick = pick[: args.fid_train_images]
+        images, labels = images[pick], labels[pick]
+    digest = hashlib.sha256()
+    digest.update(json.dumps(fit, sort_keys=True).encode())
+    digest.update((images * 255).round().to(torch.uint8).numpy().tobytes())
+    digest.update(labels.numpy().tobytes())
+    path = cache_dir(args) / (
+        f"fashion-mnist-classifier-{images.shape[-1]}px-{digest.hexdigest()[:16]}.safetensors"
+    )
+    if path.is_file():
+        log(f"FID classifier from the cache: {path}")
+        return vk.metrics.ClassifierFeatures.load(path, map_location=device), path
+    log(f"training the FID classifier on {len(images)} images (once; cached in {path.parent})")
+    clf = vk.metrics.ClassifierFeatures.fit(images, labels, device=device, **fit)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    clf.save(tmp)
+    os.replace(tmp, path)
+    return clf, path
+
+
+def fashion_fid(vae, data: Data, args, device, log) -> dict:
+    """FD(test, prior samples), FD(test, reconstructions) and the floor FD(train, test)."""
+    clf, path = fashion_classifier(
+        data.labelled["train_images"], data.labelled["train_labels"], args, device, log
+    )
+    test = data.test.images
+    n = min(args.fid_samples, len(test))
+    accuracy = clf.accuracy(test.to(device), data.labelled["test_labels"].to(device))
+    gen = torch.Generator(device=device).manual_seed(args.seed + 1)
+    with evaluating(vae):
+        samples = torch.cat(
+            [vae.sample(len(c), generator=gen).float() for c in torch.arange(n).split(500)]
+        )
+        recons = torch.cat([vae.reconstruct(x.to(device)).float() for x in test[:n].split(500)])
+    train = data.labelled["train_images"]
+    pick = torch.randperm(len(train), generator=torch.Generator().manual_seed(args.seed))[:n]
+
+    def feats(images: torch.Tensor) -> torch.Tensor:
+        return vk.metrics.extract_features(clf, images.to(device), batch_size=500)
+
+    real = feats(test[:n])
+    return {
+        "classifier": str(path),
+        "classifier_test_accuracy": accuracy,
+        "images_per_side": n,
+        "fd_samples": vk.metrics.fid(real, feats(samples)),
+        "fd_reconstructions": vk.metrics.fid(real, feats(recons)),
+        "fd_floor_train_vs_test": vk.metrics.fid(real, feats(train[pick])),
+    }
+
+
+# -- summary.md ------------------------------------------------------------------------------------
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) < 1e5 else f"{value:.3e}"
+    return str(value)
+
+
+def write_summary(
+    path: Path, *, title: str, facts: dict, metrics: dict, pictures: list[str]
+) -> None:
+    lines = [f"# {title}", "", "| | |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in facts.items()]
+    split, count = metrics.get("eval_split", "?"), metrics.get("eval_images", "?")
+    lines += ["", f"## Metrics ({split} set, {count} images, best checkpoint)", ""]
+    lines += ["| metric | value |", "|---|---|"]
+    gap = metrics.get("posterior_gap", {})
+    rows = [
+        ("PSNR (dB)", metrics.get("psnr")),
+        ("SSIM", metrics.get("ssim")),
+        ("objective at final β (recon + β·KL/D)", metrics.get("objective", {}).get("total")),
+        ("-ELBO (nats/dim)", metrics.get("neg_elbo_nats_per_dim")),
+        ("-ELBO (bits/dim)", metrics.get("neg_elbo_bits_per_dim")),
+        (f"IWAE NLL, K={metrics.get('iwae_k')} (nats/dim)", metrics.get("iwae_nll_nats_per_dim")),
+        ("IWAE (bits/dim)", metrics.get("iwae_bits_per_dim")),
+        ("KL (nats/image)", metrics.get("kl_nats_per_image")),
+        ("active units", f"{metrics.get('active_units')} of {metrics.get('latent_dims')}"),
+        ("aggregate posterior KL/dim", gap.get("kl_per_dim")),
+        ("aggregate posterior MMD (noise level)",
+         f"{_fmt(gap.get('mmd'))} ({_fmt(gap.get('mmd_noise'))})" if gap else None),
+    ]  # fmt: skip
+    fid = metrics.get("fid")
+    if fid:
+        rows += [
+            ("FD prior samples vs test (classifier features)", fid["fd_samples"]),
+            ("FD reconstructions vs test", fid["fd_reconstructions"]),
+            ("FD floor: train vs test", fid["fd_floor_train_vs_test"]),
+            ("FID classifier test accuracy", fid["classifier_test_accuracy"]),
+        ]
+    lines += [f"| {k} | {_fmt(v)} |" for k, v in rows if v is not None]
+    if metrics.get("likelihood"):
+        lines += ["", f"Likelihood: {metrics['likelihood']}."]
+    lines += ["", "## Pictures", ""]
+    lines += [f"![{Path(p).stem}]({p})" for p in pictures]
+    path.write_text("\n".join(lines) + "\n")

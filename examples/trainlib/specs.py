@@ -1,0 +1,458 @@
+"""The trainer's two mini-languages: ``--loss`` and ``--beta``, and length units.
+
+Lengths (``--eval-every``, ramp lengths in ``--beta``): ``1000`` is optimiser steps,
+``40ep`` (or ``2.5ep``) is epochs, converted with the number of steps per epoch of the run
+(per process under DDP: ``len(train_loader)``).
+
+``--loss``: comma-separated terms ``NAME[(KEY=VALUE,...)][=WEIGHT]`` with names from the
+``vk.losses`` registry (aliases work) and weight 1 when omitted::
+
+    bce
+    l1=1,ssim=0.5,fft=0.1
+    gaussian_nll(sigma=0.1)
+    gaussian_nll(sigma=learned,init_sigma=0.1)=1
+    l1(scales=3)=1,ssim(scales=3)=1,fft=0.1      # scales=N: that term on an N-level pyramid
+
+Keyword values are Python literals (``0.1``, ``true``, ``('relu1_2','relu2_2')``) or bare
+words (``optimal``). In a JSON config the loss may also be a dict
+``{"l1": 1.0, "gaussian_nll": {"weight": 1.0, "sigma": 0.1}}``.
+
+``--beta`` (the KL weight as a function of the step, mapped to ``vk.schedules``)::
+
+    0.8 | constant:0.8                  Constant(0.8)
+    linear:0->0.5@40ep[,delay=5ep]      Linear: 0 (for the delay), ramp to 0.5 over 40 epochs
+    cosine:0->1@10000[,delay=2000]      Cosine: the same with a half-cosine ramp
+    cyclical:0->1@100ep[,cycles=4,ratio=0.5,shape=linear]
+                                        Cyclical (Fu et al. 2019) over 100 epochs
+    two-phase:0@50ep->0.001@50ep[,shape=cosine]
+                                        Sequence: 0 for 50 epochs, then ramp to 0.001 over
+                                        50 epochs, then hold 0.001
+
+A JSON config may also give ``beta`` as a ``vk.schedules`` ``to_dict()`` (lengths in steps).
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import vaekit as vk
+from vaekit import schedules as S
+
+BETA_KINDS = ("constant", "linear", "cosine", "cyclical", "two-phase")
+BETA_EXAMPLES = (
+    "0.8, constant:0.8, linear:0->0.5@40ep, cosine:0->1@10000,delay=2000, "
+    "cyclical:0->1@100ep,cycles=4, two-phase:0@50ep->0.001@50ep"
+)
+# keyword arguments of a loss term that the trainer handles itself
+TRAINER_KWARGS = ("scales",)
+LIKELIHOOD_TERMS = {"bce": "bernoulli", "gaussian_nll": "gaussian", "laplace_nll": "laplace"}
+
+_NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+_LENGTH = re.compile(r"^\s*(\d+\.?\d*|\.\d+)\s*(ep|epoch|epochs|steps?)?\s*$")
+
+
+# -- lengths ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Length:
+    """A duration in optimiser steps or epochs (``1000`` or ``40ep``)."""
+
+    value: float
+    unit: str  # "steps" or "epochs"
+
+    def to_steps(self, steps_per_epoch: int) -> int:
+        """Whole optimiser steps (at least 1)."""
+        if self.unit == "steps":
+            return max(1, int(self.value))
+        return max(1, round(self.value * steps_per_epoch))
+
+    def __str__(self) -> str:
+        if self.unit == "steps":
+            return str(int(self.value))
+        return f"{self.value:g}ep"
+
+
+def parse_length(text: object, what: str) -> Length:
+    """``"1000"``/``1000`` -> 1000 steps; ``"40ep"`` -> 40 epochs. ``what`` names the option."""
+    if isinstance(text, bool):
+        raise TypeError(f"{what} must be a length like 1000 (steps) or 40ep, got {text!r}")
+    if isinstance(text, int):
+        text = str(text)
+    if not isinstance(text, str):
+        raise TypeError(
+            f"{what} must be a length like 1000 (steps) or 40ep (epochs), got "
+            f"{type(text).__name__} {text!r}"
+        )
+    m = _LENGTH.match(text)
+    if not m:
+        raise ValueError(
+            f"{what} must be a length like 1000 (optimiser steps) or 40ep (epochs), got {text!r}"
+        )
+    value, unit = float(m.group(1)), m.group(2) or "steps"
+    unit = "steps" if unit.startswith("step") else "epochs"
+    if unit == "steps" and value != int(value):
+        raise ValueError(
+            f"{what}: a number of steps must be whole, got {text!r} (use 'ep' for epochs)"
+        )
+    if value <= 0:
+        raise ValueError(f"{what} must be > 0, got {text!r}")
+    return Length(value, unit)
+
+
+# -- beta ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BetaPlan:
+    """A parsed ``--beta``; :meth:`schedule` turns epoch lengths into steps."""
+
+    kind: str
+    start: float = 0.0
+    end: float = 1.0
+    length: Length | None = None  # ramp (linear/cosine), total (cyclical), phase 2 (two-phase)
+    hold: Length | None = None  # delay (linear/cosine) or phase 1 (two-phase)
+    options: dict[str, Any] = field(default_factory=dict)
+    schedule_dict: dict[str, Any] | None = None  # a vk.schedules to_dict() from a JSON config
+    text: str = ""
+
+    def schedule(self, steps_per_epoch: int) -> S.Schedule:
+        """The ``vk.schedules`` object for this run."""
+        spe = steps_per_epoch
+        if self.schedule_dict is not None:
+            return S.from_dict(self.schedule_dict)
+        if self.kind == "constant":
+            return S.Constant(self.end)
+        if self.kind in ("linear", "cosine"):
+            cls = S.Linear if self.kind == "linear" else S.Cosine
+            delay = self.hold.to_steps(spe) if self.hold else 0
+            return cls(self.start, self.end, steps=self.length.to_steps(spe), delay=delay)
+        if self.kind == "cyclical":
+            return S.Cyclical(
+                total_steps=self.length.to_steps(spe), start=self.start, end=self.end,
+                **self.options,
+            )  # fmt: skip
+        # two-phase: hold `start` for phase 1, then ramp to `end` over phase 2 (then hold it)
+        ramp_cls = S.Cosine if self.options.get("shape") == "cosine" else S.Linear
+        hold, ramp = self.hold.to_steps(spe), self.length.to_steps(spe)
+        return S.Sequence(
+            [(hold, S.Constant(self.start)), (ramp, ramp_cls(self.start, self.end, steps=ramp))]
+        )
+
+    def final_value(self) -> float:
+        """β once every ramp is over: the value the validation total is computed at."""
+        return float(self.schedule(10_000)(10**12))
+
+
+def _number(text: str, what: str) -> float:
+    if not re.fullmatch(_NUMBER, text.strip()):
+        raise ValueError(f"{what} must be a number, got {text.strip()!r}")
+    value = float(text)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{what} must be a finite number >= 0, got {text.strip()!r}")
+    return value
+
+
+def _split_options(body: str, allowed: dict[str, type], what: str) -> tuple[str, dict[str, Any]]:
+    """``"0->1@10ep,cycles=4"`` -> (``"0->1@10ep"``, {"cycles": 4}) with checked keys."""
+    head, *rest = body.split(",")
+    options: dict[str, Any] = {}
+    for item in rest:
+        key, sep, value = item.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or key not in allowed:
+            raise ValueError(
+                f"{what}: unknown option {item.strip()!r}; expected "
+                + (", ".join(f"{k}=..." for k in allowed) or "no options")
+            )
+        kind = allowed[key]
+        if kind is Length:
+            options[key] = parse_length(value, f"{what} option {key}")
+        elif kind is int:
+            if not value.isdigit():
+                raise ValueError(f"{what}: {key} must be a whole number, got {value!r}")
+            options[key] = int(value)
+        elif kind is float:
+            options[key] = _number(value, f"{what}: {key}")
+        else:
+            options[key] = value
+    return head, options
+
+
+def parse_beta(spec: object) -> BetaPlan:
+    """Parse a ``--beta`` value (module docstring); a ``ValueError`` shows the syntax."""
+    what = f"--beta {spec!r}"
+    if isinstance(spec, Mapping):
+        try:
+            S.from_dict(dict(spec))
+        except (TypeError, ValueError, KeyError) as err:
+            raise ValueError(f"{what} is not a vk.schedules dict: {err}") from None
+        return BetaPlan(kind="dict", schedule_dict=dict(spec), text=str(dict(spec)))
+    if isinstance(spec, (int, float)) and not isinstance(spec, bool):
+        spec = repr(float(spec))
+    if not isinstance(spec, str) or not spec.strip():
+        raise TypeError(
+            f"--beta must be a string such as {BETA_EXAMPLES}, got {type(spec).__name__} {spec!r}"
+        )
+    text = spec.strip()
+    kind, sep, body = text.partition(":")
+    kind = kind.strip().lower()
+    if not sep:  # a bare number
+        if re.fullmatch(_NUMBER, kind):
+            return BetaPlan("constant", end=_number(kind, what), text=text)
+        raise ValueError(
+            f"{what}: expected a number or KIND:ARGS with KIND one of {list(BETA_KINDS)}, e.g. "
+            f"{BETA_EXAMPLES}"
+        )
+    if kind not in BETA_KINDS:
+        raise ValueError(
+            f"{what}: unknown schedule {kind!r}; expected one of {list(BETA_KINDS)}, e.g. "
+            f"{BETA_EXAMPLES}"
+        )
+    if kind == "constant":
+        return BetaPlan("constant", end=_number(body, what), text=text)
+    if kind in ("linear", "cosine", "cyclical"):
+        allowed: dict[str, type] = (
+            {"delay": Length}
+            if kind != "cyclical"
+            else {"cycles": int, "ratio": float, "shape": str}
+        )
+        head, options = _split_options(body, allowed, what)
+        m = re.fullmatch(rf"\s*({_NUMBER})\s*->\s*({_NUMBER})\s*@\s*(\S+)\s*", head)
+        if not m:
+            raise ValueError(f"{what}: expected {kind}:START->END@LENGTH (e.g. {kind}:0->0.5@40ep)")
+        start, end = _number(m.group(1), what), _number(m.group(2), what)
+        length = parse_length(m.group(3), f"{what} length")
+        hold = options.pop("delay", None)
+        if kind == "cyclical":
+            if "shape" in options and options["shape"] not in S.SHAPES:
+                raise ValueError(f"{what}: shape must be one of {list(S.SHAPES)}")
+            if "ratio" in options and not 0 < options["ratio"] <= 1:
+                raise ValueError(f"{what}: ratio must be in (0, 1], got {options['ratio']}")
+        plan = BetaPlan(kind, start, end, length, hold, options, text=text)
+    else:  # two-phase
+        head, options = _split_options(body, {"shape": str}, what)
+        m = re.fullmatch(rf"\s*({_NUMBER})\s*@\s*(\S+?)\s*->\s*({_NUMBER})\s*@\s*(\S+)\s*", head)
+        if not m:
+            raise ValueError(
+                f"{what}: expected two-phase:START@LENGTH1->END@LENGTH2, e.g. "
+                "two-phase:0@50ep->0.001@50ep (β = 0 for 50 epochs, then a 50-epoch ramp)"
+            )
+        if options.get("shape", "linear") not in ("linear", "cosine"):
+            raise ValueError(f"{what}: shape must be 'linear' or 'cosine'")
+        plan = BetaPlan(
+            "two-phase", _number(m.group(1), what), _number(m.group(3), what),
+            length=parse_length(m.group(4), f"{what} ramp length"),
+            hold=parse_length(m.group(2), f"{what} first phase"), options=options, text=text,
+        )  # fmt: skip
+    plan.schedule(10_000)  # let vk.schedules check the numbers now, not after loading data
+    return plan
+
+
+# -- loss ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LossTerm:
+    name: str  # canonical registry name
+    weight: float
+    kwargs: dict[str, Any]
+    scales: int = 1
+
+
+def _split_top(text: str, sep: str = ",") -> list[str]:
+    """Split at ``sep`` outside brackets and quotes."""
+    parts, depth, quote, cur = [], 0, "", []
+    for ch in text:
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+            if depth < 0:
+                raise ValueError(f"unbalanced brackets in {text!r}")
+        elif ch == sep and depth == 0:
+            parts.append("".join(cur))
+            cur = []
+            continue
+        cur.append(ch)
+    if depth or quote:
+        raise ValueError(f"unbalanced brackets or quotes in {text!r}")
+    parts.append("".join(cur))
+    return parts
+
+
+def _literal(text: str) -> Any:
+    word = text.strip()
+    low = word.lower()
+    if low in ("true", "false", "none", "null"):
+        return {"true": True, "false": False}.get(low)
+    try:
+        return ast.literal_eval(word)
+    except (ValueError, SyntaxError):
+        return word  # a bare word such as `optimal` or `vgg`
+
+
+def _term(name: object, weight: object, kwargs: Mapping[str, Any], what: str) -> LossTerm:
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"{what}: every term needs a loss name, got {name!r}")
+    name = name.strip()
+    if name == "kl":
+        raise ValueError(
+            f"{what}: the KL term is added by the trainer; set its weight with --beta and "
+            "--free-bits instead of listing 'kl' in --loss"
+        )
+    try:
+        factory = vk.losses.get(name)  # unknown names: the registry lists the known ones
+    except ValueError as err:
+        raise ValueError(f"{what}: {err}") from None
+    canonical = next(n for n in vk.losses.available() if vk.losses.get(n) is factory)
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+        raise ValueError(f"{what}: the weight of {name!r} must be a number, got {weight!r}")
+    if not (math.isfinite(weight) and weight >= 0):
+        raise ValueError(
+            f"{what}: the weight of {name!r} must be a finite number >= 0, got {weight}"
+        )
+    kwargs = dict(kwargs)
+    scales = kwargs.pop("scales", 1)
+    if isinstance(scales, bool) or not isinstance(scales, int) or scales < 1:
+        raise ValueError(f"{what}: scales of {name!r} must be a whole number >= 1, got {scales!r}")
+    return LossTerm(canonical, float(weight), kwargs, scales)
+
+
+def parse_loss(spec: object) -> list[LossTerm]:
+    """Parse ``--loss`` (string or JSON dict) into terms; unknown names list the registry."""
+    what = f"--loss {spec!r}"
+    terms: list[LossTerm] = []
+    if isinstance(spec, Mapping):
+        for name, value in spec.items():
+            if isinstance(value, Mapping):
+                value = dict(value)
+                weight = value.pop("weight", 1.0)
+                terms.append(_term(name, weight, value, what))
+            else:
+                terms.append(_term(name, value, {}, what))
+    elif isinstance(spec, str) and spec.strip():
+        try:
+            items = _split_top(spec)
+        except ValueError as err:
+            raise ValueError(f"{what}: {err}") from None
+        for item in items:
+            m = re.fullmatch(
+                r"\s*([A-Za-z_][\w-]*)\s*(?:\((.*)\))?\s*(?:=\s*(\S+))?\s*", item, re.S
+            )
+            if not m:
+                raise ValueError(
+                    f"{what}: cannot read term {item.strip()!r}; expected NAME, NAME=WEIGHT or "
+                    "NAME(KEY=VALUE,...)=WEIGHT, e.g. 'l1=1,ssim=0.5' or 'gaussian_nll(sigma=0.1)'"
+                )
+            name, args, weight_text = m.groups()
+            kwargs: dict[str, Any] = {}
+            for arg in _split_top(args) if args and args.strip() else []:
+                key, sep, value = arg.partition("=")
+                if not sep or not key.strip().isidentifier():
+                    raise ValueError(f"{what}: expected KEY=VALUE inside {name}(...), got {arg!r}")
+                kwargs[key.strip()] = _literal(value)
+            weight: object = 1.0
+            if weight_text is not None:
+                if not re.fullmatch(_NUMBER, weight_text):
+                    raise ValueError(
+                        f"{what}: the weight of {name!r} must be a number, got {weight_text!r}"
+                    )
+                weight = float(weight_text)
+            terms.append(_term(name, weight, kwargs, what))
+    else:
+        raise TypeError(
+            f"--loss must be a string like 'l1=1,ssim=0.5' (or a dict in a JSON config), got "
+            f"{type(spec).__name__} {spec!r}"
+        )
+    names = [t.name for t in terms]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"{what}: each loss may appear once, got {dupes} more than once")
+    if not any(t.weight > 0 for t in terms):
+        raise ValueError(f"{what}: at least one term needs a weight > 0")
+    return terms
+
+
+def format_loss(terms: list[LossTerm]) -> str:
+    """The canonical string form of parsed terms (for logs and summaries)."""
+    out = []
+    for t in terms:
+        kw = dict(t.kwargs)
+        if t.scales > 1:
+            kw["scales"] = t.scales
+        args = "(" + ",".join(f"{k}={v}" for k, v in kw.items()) + ")" if kw else ""
+        out.append(f"{t.name}{args}={t.weight:g}")
+    return ",".join(out)
+
+
+def build_recon(
+    terms: list[LossTerm], *, multiscale: int = 1, perceptual_weights: str | None = "imagenet"
+):
+    """The reconstruction loss module: a ``vk.losses.Weighted`` of the terms (each optionally
+    on a pyramid), wrapped in ``vk.losses.MultiScale`` when ``multiscale > 1``.
+
+    ``perceptual_weights`` (``"imagenet"``, ``None`` or a file) goes to ``perceptual`` and
+    ``lpips`` terms that do not set ``weights=`` themselves.
+    """
+    parts = {}
+    for t in terms:
+        kwargs = dict(t.kwargs)
+        if t.name in ("perceptual", "lpips"):
+            kwargs.setdefault("weights", perceptual_weights)
+        try:
+            module = vk.losses.build(t.name, **kwargs)
+        except TypeError as err:  # unexpected keyword argument
+            raise ValueError(f"--loss term {t.name!r}: {err}") from None
+        except vk.losses.WeightsNotFoundError as err:
+            raise ValueError(
+                f"--loss term {t.name!r}: {err}\nTo run without ImageNet weights (a random "
+                "backbone: for tests only) pass --perceptual-weights none; or pass "
+                "--perceptual-weights /path/to/vgg16-397923af.pth"
+            ) from None
+        if t.scales > 1:
+            module = vk.losses.MultiScale(module, scales=t.scales)
+        parts[t.name] = (module, t.weight)
+    recon = vk.losses.Weighted(parts)
+    if multiscale > 1:
+        recon = vk.losses.MultiScale(recon, scales=multiscale)
+    return recon
+
+
+def likelihood_of(terms: list[LossTerm], multiscale: int, variance: str) -> tuple[dict | None, str]:
+    """Which ``vk.metrics`` likelihood makes the trained objective an ELBO.
+
+    Returns ``(kwargs for vk.metrics.elbo_nll/iwae_nll, note)``; ``kwargs`` is ``None`` when
+    the reconstruction loss is not a single likelihood term (then there is no ELBO to report).
+    ``{"sigma": "learned"}`` means: read σ from the trained loss module.
+    """
+    desc = format_loss(terms)
+    if len(terms) != 1 or multiscale > 1 or terms[0].scales > 1 or terms[0].weight != 1.0:
+        return None, (
+            f"the reconstruction loss {desc!r} is not one likelihood with weight 1, so the "
+            "objective is not an ELBO; metrics report the training objective instead"
+        )
+    t = terms[0]
+    if t.name not in LIKELIHOOD_TERMS:
+        return None, (
+            f"{t.name!r} is not a likelihood (bce, gaussian_nll, laplace_nll), so there is no ELBO"
+        )
+    lik = LIKELIHOOD_TERMS[t.name]
+    if lik == "bernoulli":
+        return {"likelihood": "bernoulli"}, "Bernoulli likelihood (bce)"
+    key = "sigma" if lik == "gaussian" else "scale"
+    value = t.kwargs.get(key)
+    if variance != "none" and value is None:
+        return {"likelihood": lik}, f"{lik} likelihood with the decoder's variance ({variance})"
+    if value == "optimal":
+        return None, (
+            f"{t.name}({key}=optimal) rescales σ every batch, so there is no fixed likelihood to "
+            f"report; use {key}=learned or a number to get an ELBO"
+        )
+    if value == "learned":
+        return {"likelihood": lik, key: "learned"}, f"{lik} likelihood with the learned {key}"
+    value = 1.0 if value is None else float(value)
+    return {"likelihood": lik, key: value}, f"{lik} likelihood with fixed {key}={value:g}"

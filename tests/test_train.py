@@ -1,0 +1,503 @@
+"""examples/train.py: option mini-languages, data checks, outputs, exact resume, DDP, errors.
+
+Most runs happen in this process (``main(argv)``) on fake Fashion-MNIST IDX files or a few
+PNGs in tmp_path; the DDP run and the command-line error path use subprocesses.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from trainer_utils import TRAIN, fake_fashion_mnist, trainer, write_images
+
+import vaekit as vk
+from vaekit import schedules as S
+
+train = trainer()  # examples/train.py; also puts examples/ on sys.path for trainlib
+from trainlib import checkpoint, data, options, runtime, specs  # noqa: E402
+
+
+@pytest.fixture
+def fmnist(tmp_path):
+    return fake_fashion_mnist(tmp_path / "fmnist")
+
+
+def run_args(tmp_path, *extra: str, root=None) -> list[str]:
+    base = ["--out", str(tmp_path / "runs"), "--cache-dir", str(tmp_path / "cache"),
+            "--batch-size", "16", "--log-every", "1", "--iwae-images", "4", "--iwae-k", "2",
+            "--fid-samples", "24"]  # fmt: skip
+    if root is not None:
+        base += ["--preset", "fmnist32", "--data", "fashion-mnist", "--data-root", str(root)]
+    return base + list(extra)
+
+
+def read_history(run) -> list[dict]:
+    with open(run / "history.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+# -- the mini-languages -----------------------------------------------------------------------
+def test_lengths_are_steps_or_epochs():
+    assert specs.parse_length("40ep", "x").to_steps(10) == 400
+    assert specs.parse_length("2.5ep", "x").to_steps(10) == 25
+    assert specs.parse_length("1000", "x").to_steps(10) == 1000
+    assert specs.parse_length(7, "x").to_steps(3) == 7
+    for bad in ("40 eps", "1.5", "0", "-3", "ep"):
+        with pytest.raises(ValueError, match=r"x"):
+            specs.parse_length(bad, "x")
+    with pytest.raises(TypeError, match="length like 1000"):
+        specs.parse_length(1.5, "x")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("0.8", S.Constant(0.8)),
+        ("constant:0.25", S.Constant(0.25)),
+        ("linear:0->0.5@40ep", S.Linear(0.0, 0.5, steps=400)),
+        ("linear:0->1@100,delay=2ep", S.Linear(0.0, 1.0, steps=100, delay=20)),
+        ("cosine:0.1->1@5ep", S.Cosine(0.1, 1.0, steps=50)),
+        ("cyclical:0->1@8ep,cycles=2,ratio=0.25,shape=cosine",
+         S.Cyclical(total_steps=80, cycles=2, ratio=0.25, start=0.0, end=1.0, shape="cosine")),
+        ("two-phase:0@50ep->0.001@50ep",
+         S.Sequence([(500, S.Constant(0.0)), (500, S.Linear(0.0, 0.001, steps=500))])),
+        ("two-phase:0@3->1@4,shape=cosine",
+         S.Sequence([(3, S.Constant(0.0)), (4, S.Cosine(0.0, 1.0, steps=4))])),
+        ({"name": "linear", "start": 0.0, "end": 2.0, "steps": 7, "delay": 0},
+         S.Linear(0.0, 2.0, steps=7)),
+    ],
+)  # fmt: skip
+def test_beta_strings_map_to_schedules(text, expected):
+    plan = specs.parse_beta(text)
+    assert plan.schedule(10) == expected  # 10 steps per epoch
+    assert plan.final_value() == expected(10**12)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("sigmoid:0->1@10", r"unknown schedule 'sigmoid'; expected one of \['constant', 'linear'"),
+        ("linear:0-1@10", r"expected linear:START->END@LENGTH"),
+        ("linear:0->1@10,dely=3", r"unknown option 'dely=3'; expected delay="),
+        ("cyclical:0->1@10,cycles=x", r"cycles must be a whole number"),
+        ("two-phase:0->1@10", r"two-phase:START@LENGTH1->END@LENGTH2"),
+        ("constant:-1", r"must be a number|>= 0"),
+        ("beta", r"expected a number or KIND:ARGS"),
+        ("linear:0->1@3eps", r"length like 1000"),
+    ],
+)
+def test_bad_beta_strings_say_what_is_expected(text, message):
+    with pytest.raises(ValueError, match=message):
+        specs.parse_beta(text)
+
+
+def test_loss_specs_parse_and_build():
+    terms = specs.parse_loss("mae=1,ssim(win_size=7)=0.5,fft=0.1,gaussian(sigma=optimal)")
+    assert [(t.name, t.weight) for t in terms] == [
+        ("l1", 1.0), ("ssim", 0.5), ("fft", 0.1), ("gaussian_nll", 1.0)
+    ]  # fmt: skip
+    assert terms[1].kwargs == {"win_size": 7} and terms[3].kwargs == {"sigma": "optimal"}
+    assert specs.parse_loss({"l1": 2, "gaussian_nll": {"weight": 0.5, "sigma": 0.1}})[1] == (
+        specs.LossTerm("gaussian_nll", 0.5, {"sigma": 0.1})
+    )
+    # per-term pyramids and a whole-loss pyramid
+    terms = specs.parse_loss("l1(scales=3)=1,fft=0.1")
+    recon = specs.build_recon(terms)
+    assert isinstance(recon.losses["l1"], vk.losses.MultiScale) and recon.losses["l1"].scales == 3
+    x, y = torch.rand(2, 1, 16, 16), torch.rand(2, 1, 16, 16)
+    expected = vk.losses.MultiScale("l1", scales=3)(x, y) + 0.1 * vk.functional.fft_loss(x, y)
+    torch.testing.assert_close(recon(x, y), expected)
+    wrapped = specs.build_recon(specs.parse_loss("l1"), multiscale=2)
+    torch.testing.assert_close(wrapped(x, y), vk.losses.MultiScale("l1", scales=2)(x, y))
+    assert specs.format_loss(terms) == "l1(scales=3)=1,fft=0.1"
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("l1=1,ssmi=0.5", r"unknown loss 'ssmi': expected one of \['bce'.*did you mean 'ssim'"),
+        ("l1,kl=1", r"the KL term is added by the trainer.*--beta and --free-bits"),
+        ("l1=1,mae=2", r"each loss may appear once"),
+        ("l1=0", r"at least one term needs a weight > 0"),
+        ("l1=x", r"the weight of 'l1' must be a number, got 'x'"),
+        ("l1(=1", r"unbalanced brackets"),
+        ("", r"must be a string like 'l1=1,ssim=0.5'"),
+    ],
+)
+def test_bad_loss_specs_say_what_is_expected(spec, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        specs.parse_loss(spec)
+
+
+def test_loss_keywords_are_checked_when_built():
+    with pytest.raises(ValueError, match=r"--loss term 'l1'.*sigma"):
+        specs.build_recon(specs.parse_loss("l1(sigma=2)"))
+
+
+def test_likelihood_is_reported_only_for_one_likelihood_term():
+    lik = lambda s, ms=1, var="none": specs.likelihood_of(specs.parse_loss(s), ms, var)[0]
+    assert lik("bce") == {"likelihood": "bernoulli"}
+    assert lik("gaussian_nll(sigma=0.1)") == {"likelihood": "gaussian", "sigma": 0.1}
+    assert lik("gaussian_nll") == {"likelihood": "gaussian", "sigma": 1.0}
+    assert lik("gaussian_nll", var="pixel") == {"likelihood": "gaussian"}
+    assert lik("laplace_nll(scale=learned)") == {"likelihood": "laplace", "scale": "learned"}
+    for not_an_elbo in ("l1", "bce=0.5", "bce,ssim=0.1", "gaussian_nll(sigma=optimal)"):
+        assert lik(not_an_elbo) is None, not_an_elbo
+    assert lik("bce", ms=2) is None
+
+
+# -- options ------------------------------------------------------------------------------------
+def test_config_file_then_resumed_run_then_command_line(tmp_path):
+    cfg = tmp_path / "recipe.json"
+    recipe = {"_comment": "ignored", "preset": "fmnist32", "data": "fashion-mnist",
+              "batch_size": 32, "lr": "0.01", "hflip": True, "loss": {"bce": 1}}  # fmt: skip
+    cfg.write_text(json.dumps(recipe))
+    args = options.parse(["--config", str(cfg), "--batch-size", "8", "--no-hflip"])
+    assert (args.batch_size, args.lr, args.hflip, args.epochs) == (8, 0.01, False, None)
+    assert args.loss_terms == [specs.LossTerm("bce", 1.0, {})]
+    # a resumed run's config.json sits between the file and the command line
+    run = tmp_path / "run"
+    run.mkdir()
+    saved = options.to_json(args) | {"lr": 0.5, "epochs": 3}
+    (run / "config.json").write_text(json.dumps({"args": saved}))
+    args = options.parse(["--config", str(cfg), "--resume", str(run), "--epochs", "9"])
+    assert (args.lr, args.epochs, args.batch_size) == (0.5, 9, 8)
+
+
+@pytest.mark.parametrize(
+    ("content", "error", "message"),
+    [
+        ({"batchsize": 3}, ValueError, r"unknown option 'batchsize'; did you mean 'batch_size'"),
+        ({"epochs": 1.5}, TypeError, r"epochs must be a whole number, got 1.5"),
+        ({"hflip": "yes"}, TypeError, r"hflip must be true or false"),
+        ({"amp": "fp8"}, ValueError, r"amp must be one of \['auto', 'bf16', 'fp16', 'none'\]"),
+        ({"resume": "x"}, ValueError, r"unknown option 'resume'"),
+        ([1, 2], ValueError, r"must hold a JSON object"),
+    ],
+)
+def test_bad_config_files(tmp_path, content, error, message):
+    cfg = tmp_path / "bad.json"
+    cfg.write_text(json.dumps(content))
+    with pytest.raises(error, match=message):
+        options.parse(["--config", str(cfg), "--preset", "fmnist32", "--data", "x"])
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--preset", "fmnist32"], r"no data given: pass --data fashion-mnist or --data PATH"),
+        (["--data", "x"], r"exactly one of --preset NAME or --model-config FILE.json, got neither"),
+        (["--data", "x", "--preset", "a", "--model-config", "b"], r"got both"),
+        (["--data", "x", "--preset", "a", "--val-fraction", "1"], r"--val-fraction must be in"),
+        (["--data", "x", "--preset", "a", "--lr", "0"], r"--lr must be a finite number > 0"),
+        (["--data", "x", "--preset", "a", "--lr-schedule", "cosine", "--minutes", "1"],
+         r"cosine needs the run's length"),
+        (["--data", "x", "--preset", "a", "--eval-every", "often"],
+         r"--eval-every must be a length"),
+    ],
+)  # fmt: skip
+def test_bad_option_combinations(argv, message):
+    with pytest.raises(ValueError, match=message):
+        options.parse(argv)
+
+
+def test_autocast_choice_per_device():
+    cpu = torch.device("cpu")
+    assert runtime.amp_dtype("auto", cpu) is None and runtime.amp_dtype("none", cpu) is None
+    with pytest.raises(ValueError, match=r"--amp fp16 needs a CUDA device"):
+        runtime.amp_dtype("fp16", cpu)
+    with pytest.warns(UserWarning, match=r"--amp bf16 on CPU"):
+        assert runtime.amp_dtype("bf16", cpu) is torch.bfloat16
+
+
+# -- data ---------------------------------------------------------------------------------------
+def test_missing_fashion_mnist_says_how_to_get_it(tmp_path):
+    with pytest.raises(train.UsageError) as err:
+        train.main(run_args(tmp_path, root=tmp_path / "nowhere"))
+    assert "apt-get install dataset-fashion-mnist" in str(err.value)
+    assert "--data PATH" in str(err.value) and "--data-root" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("setup", "extra", "message"),
+    [
+        ("empty", [], r"no images in .*: expected files ending in \.png, \.jpg"),
+        ("missing", [], r"no such folder; expected 'fashion-mnist' or a folder of images"),
+        ("mixed", [], r"different sizes: 16x16 \(4\), 16x20 \(1\); pass --image-size N"),
+        ("rgb", [], r"4 of 4 images do not have the model's 1 channel\(s\).*--channels 1"),
+        ("small", [], r"are 16x16 but the model expects 32x32; pass --image-size 32"),
+        ("all-bad", [], r"none of the 3 image files .* could be read"),
+        ("many-bad", [], r"2 of 6 image files .* could not be read \(more than 10%\)"),
+        ("small", ["--channels", "3"], r"--channels 3 but the model expects 1"),
+        ("small", ["--image-size", "20"], r"Downsample|does not fit|image_size"),
+    ],
+)
+def test_bad_image_folders(tmp_path, setup, extra, message):
+    folder = tmp_path / setup
+    folder.mkdir()
+    if setup == "mixed":
+        write_images(folder, 4, (16, 16))
+        write_images(folder / "other", 1, (16, 20))
+    elif setup == "rgb":
+        write_images(folder, 4, (32, 32), "RGB")
+    elif setup == "small":
+        write_images(folder, 4, (16, 16))
+    elif setup in ("all-bad", "many-bad"):
+        for i in range(3 if setup == "all-bad" else 2):
+            (folder / f"broken{i}.jpg").write_bytes(b"not an image")
+        if setup == "many-bad":
+            write_images(folder, 4, (32, 32))
+    elif setup == "missing":
+        folder.rmdir()
+    argv = run_args(tmp_path, "--preset", "fmnist32", "--data", str(folder), *extra)
+    if "--image-size" in extra:  # fmnist32 has no attention: every size fits; xray256 does not
+        argv[argv.index("fmnist32")] = "xray256-spatial"
+    with pytest.raises(train.UsageError, match=message):
+        train.main(argv)
+
+
+def test_a_few_unreadable_files_are_skipped_with_one_warning(tmp_path):
+    folder = write_images(tmp_path / "imgs", 20, (32, 32))
+    (folder / "broken.png").write_bytes(b"\x89PNG but not really")
+    argv = run_args(tmp_path, "--preset", "fmnist32", "--data", str(folder), "--max-steps", "1",
+                    "--batch-size", "4", "--val-fraction", "0.25", "--workers", "0")  # fmt: skip
+    with pytest.warns(data.DataWarning, match=r"skipped 1 of 21 image files") as record:
+        run = train.main(argv)
+    assert len([w for w in record if issubclass(w.category, data.DataWarning)]) == 1
+    config = json.loads((run / "config.json").read_text())
+    assert config["data"]["train"] + config["data"]["val"] == 20
+    assert "skipped 1 of 21" in config["data"]["notes"][0]
+
+
+def test_folder_images_are_cropped_resized_converted_and_equalised(tmp_path):
+    from PIL import Image
+
+    # 16-bit grayscale keeps its precision; a wide image is centre-cropped
+    arr = np.zeros((20, 40), dtype=np.uint16)
+    arr[:, 10:30] = 40000
+    Image.fromarray(arr).save(tmp_path / "wide16.png")
+    ds = data.ImageFolder(
+        [tmp_path / "wide16.png"], channels=1, size=20, resize=True, use_clahe=False
+    )
+    x = ds[0]
+    assert x.shape == (1, 20, 20) and x.dtype == torch.float32
+    torch.testing.assert_close(x, torch.full_like(x, 40000 / 65535))  # the middle 20 columns
+    x3 = data.ImageFolder([tmp_path / "wide16.png"], 3, 10, True, False)[0]
+    assert x3.shape == (3, 10, 10) and torch.equal(x3[0], x3[2])
+    # RGB -> grayscale with --channels 1, resized; values stay in [0, 1]
+    write_images(tmp_path / "rgb", 2, (48, 30), "RGB")
+    files = data.find_images(tmp_path / "rgb")
+    g = data.ImageFolder(files, 1, 16, True, False)[0]
+    assert g.shape == (1, 16, 16) and g.min() >= 0 and g.max() <= 1
+    # CLAHE spreads a low-contrast image's histogram
+    low = 0.4 + 0.1 * torch.rand(1, 32, 32, generator=torch.Generator().manual_seed(0))
+    eq = data.clahe(low)
+    assert eq.shape == low.shape and eq.min() >= 0 and eq.max() <= 1
+    assert eq.std() > 2 * low.std()
+
+
+def test_run_folders_are_never_reused(tmp_path):
+    first = checkpoint.make_run_dir(tmp_path, "same")
+    second = checkpoint.make_run_dir(tmp_path, "same")
+    assert first != second and first.is_dir() and second.is_dir()
+    assert re.fullmatch(r"\d{8}-\d{6}-same", first.name)
+
+
+# -- a full run ---------------------------------------------------------------------------------
+def test_fashion_mnist_run_writes_everything(tmp_path, fmnist):
+    argv = run_args(tmp_path, "--max-steps", "6", "--eval-every", "3", "--image-every", "1",
+                    "--beta", "linear:0->0.8@1ep", "--hflip", "--lr-schedule", "plateau",
+                    root=fmnist)  # fmt: skip
+    run = train.main(argv)
+    for name in ("config.json", "history.csv", "best.safetensors", "last.safetensors",
+                 "trainer_state.pt", "samples.png", "reconstructions.png", "interpolations.png",
+                 "loss.png", "metrics.json", "summary.md"):  # fmt: skip
+        assert (run / name).stat().st_size > 0, name
+    assert (run / "images" / "epoch-0001-samples.png").is_file()  # 5 steps per epoch
+
+    config = json.loads((run / "config.json").read_text())
+    assert config["args"]["max_steps"] == 6 and config["args"]["beta"] == "linear:0->0.8@1ep"
+    assert config["model"] == vk.presets.config("fmnist32").to_dict()
+    assert config["steps_per_epoch"] == 5  # 86 train images // 16, drop_last
+    assert S.from_dict(config["beta_schedule"]) == S.Linear(0.0, 0.8, steps=5)
+
+    rows = read_history(run)
+    train_rows = [r for r in rows if r["split"] == "train"]
+    val_rows = [r for r in rows if r["split"] == "val"]
+    assert [int(r["step"]) for r in train_rows] == [1, 2, 3, 4, 5, 6]
+    assert [int(r["step"]) for r in val_rows] == [3, 6]
+    assert {"time", "lr", "beta", "total", "recon", "kl", "kl_raw", "bce", "epoch"} <= set(rows[0])
+    assert [float(r["beta"]) for r in train_rows] == pytest.approx([0, 0.16, 0.32, 0.48, 0.64, 0.8])
+    assert all(float(r["beta"]) == 0.8 for r in val_rows)  # validation at the final beta
+
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["run"]["steps"] == 6 and metrics["run"]["stopped_because"] == "max steps"
+    assert metrics["run"]["images_seen"] == 96 and metrics["eval_split"] == "test"
+    best_val = min(float(r["total"]) for r in val_rows)
+    assert metrics["run"]["best_val_total"] == pytest.approx(best_val)
+    for key in ("psnr", "ssim", "neg_elbo_nats_per_dim", "neg_elbo_bits_per_dim",
+                "iwae_nll_nats_per_dim", "kl_nats_per_image"):  # fmt: skip
+        assert math.isfinite(metrics[key]), key
+    # Bernoulli: bits/dim is nats/dim / ln 2, and IWAE is at most the ELBO (up to noise)
+    assert metrics["neg_elbo_bits_per_dim"] == pytest.approx(
+        metrics["neg_elbo_nats_per_dim"] / math.log(2)
+    )
+    assert 0 <= metrics["active_units"] <= metrics["latent_dims"] == 32
+    assert len(metrics["kl_per_dim"]["values"]) == 32
+    assert {"kl", "mmd", "mmd_noise", "eig_min"} <= set(metrics["posterior_gap"])
+    fid = metrics["fid"]
+    assert fid["images_per_side"] == 24 and 0 <= fid["classifier_test_accuracy"] <= 1
+    assert fid["fd_samples"] >= 0 and fid["fd_floor_train_vs_test"] >= 0
+    summary = (run / "summary.md").read_text()
+    assert "![samples](samples.png)" in summary and f"{metrics['psnr']:.4g}" in summary
+
+    vae = vk.VAE.load(run / "best.safetensors", expected_config=vk.presets.config("fmnist32"))
+    assert vae(torch.rand(2, 1, 32, 32)).recon.shape == (2, 1, 32, 32)
+
+    # the FID classifier was trained once and is reused from the cache
+    cached = list((tmp_path / "cache").glob("fashion-mnist-classifier-32px-*.safetensors"))
+    assert len(cached) == 1
+    stamp = cached[0].stat().st_mtime_ns
+    run2 = train.main(run_args(tmp_path, "--max-steps", "1", "--eval-limit", "8", root=fmnist))
+    assert run2 != run and cached[0].stat().st_mtime_ns == stamp
+    assert json.loads((run2 / "metrics.json").read_text())["fid"]["classifier"] == str(cached[0])
+
+
+def test_fashion_mnist_at_native_28px(tmp_path, fmnist):
+    cfg = tmp_path / "model.json"
+    cfg.write_text(json.dumps(vk.presets.config("fmnist32", image_size=28).to_dict()))
+    argv = run_args(tmp_path, "--model-config", str(cfg), "--data", "fashion-mnist",
+                    "--data-root", str(fmnist), "--epochs", "1", "--no-final-metrics")  # fmt: skip
+    run = train.main(argv)
+    assert json.loads((run / "config.json").read_text())["data"]["image_size"] == 28
+    state = torch.load(run / "trainer_state.pt", weights_only=True)
+    assert (state["stop_reason"], state["step"], state["batch_in_epoch"]) == ("epochs", 5, 5)
+    assert [r["step"] for r in read_history(run) if r["split"] == "val"] == ["5"]
+    assert vk.VAE.load(run / "last.safetensors").config.image_size == (28, 28)
+    assert not (run / "metrics.json").exists()
+
+
+def test_bf16_autocast_on_cpu(tmp_path, fmnist):
+    argv = run_args(
+        tmp_path, "--amp", "bf16", "--max-steps", "2", "--no-final-metrics", root=fmnist
+    )
+    with pytest.warns(UserWarning, match=r"--amp bf16 on CPU"):
+        run = train.main(argv)
+    rows = read_history(run)
+    assert len(rows) == 3 and all(math.isfinite(float(r["total"])) for r in rows)
+    vae = vk.VAE.load(run / "last.safetensors")
+    assert all(p.dtype == torch.float32 for p in vae.parameters())  # autocast, not a cast
+
+
+def test_resume_continues_exactly(tmp_path, fmnist):
+    """N steps in one go == N/2 steps, then --resume for N/2 more: the same weights, bit for bit
+    (mid-epoch stop, an epoch boundary, flips, cosine LR and a beta ramp on the way)."""
+    common = ["--hflip", "--lr-schedule", "cosine", "--epochs", "3", "--eval-every", "3",
+              "--beta", "linear:0->0.8@1ep", "--no-final-metrics",
+              "--image-every", "0"]  # fmt: skip
+    straight = train.main(run_args(tmp_path / "a", *common, "--max-steps", "8", root=fmnist))
+    half = train.main(run_args(tmp_path / "b", *common, "--max-steps", "4", root=fmnist))
+    state = torch.load(half / "trainer_state.pt", weights_only=True)
+    assert (state["step"], state["epoch"], state["batch_in_epoch"]) == (4, 0, 4)
+    resumed = train.main(["--resume", str(half), "--max-steps", "8"])
+    assert resumed == half
+    a = vk.VAE.load(straight / "last.safetensors").state_dict()
+    b = vk.VAE.load(resumed / "last.safetensors").state_dict()
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a), "resumed weights differ"
+    rows_a = [r for r in read_history(straight) if r["split"] == "train"]
+    rows_b = [r for r in read_history(resumed) if r["split"] == "train"]
+    assert [(r["step"], r["lr"], r["total"]) for r in rows_a] == [
+        (r["step"], r["lr"], r["total"]) for r in rows_b
+    ]
+    # the resumed config records the new limit; a missing state file is a clear error
+    assert json.loads((resumed / "config.json").read_text())["args"]["max_steps"] == 8
+    (half / "trainer_state.pt").unlink()
+    with pytest.raises(train.UsageError, match=r"no trainer_state.pt in .*--resume needs"):
+        train.main(["--resume", str(half)])
+
+
+def test_early_stopping_and_time_budget(tmp_path, fmnist):
+    # GroupNorm (no running statistics) and a vanishing learning rate: validation never
+    # improves after the first evaluation, so patience 1 stops at the second
+    cfg = tmp_path / "model.json"
+    cfg.write_text(json.dumps(vk.presets.config("fmnist32", norm="group", widths=(8, 8)).to_dict()))
+    argv = run_args(tmp_path, "--model-config", str(cfg), "--data", "fashion-mnist",
+                    "--data-root", str(fmnist), "--lr", "1e-30", "--weight-decay", "0",
+                    "--eval-every", "2", "--patience", "1", "--epochs", "10",
+                    "--no-final-metrics")  # fmt: skip
+    run = train.main(argv)
+    state = torch.load(run / "trainer_state.pt", weights_only=True)
+    assert state["stop_reason"] == "early stopping (patience)"
+    assert (state["step"], state["best_step"], state["bad_evals"]) == (4, 2, 1)
+    run = train.main(run_args(tmp_path, "--minutes", "1e-6", "--no-final-metrics", root=fmnist))
+    state = torch.load(run / "trainer_state.pt", weights_only=True)
+    assert state["stop_reason"] == "time budget (--minutes)" and state["step"] == 1
+
+
+def test_a_non_finite_loss_stops_with_the_step(tmp_path, fmnist):
+    @vk.losses.register("test_nan_after_2")
+    class NanAfter2(torch.nn.Module):
+        reduction = "mean"
+        calls = 0
+
+        def forward(self, input, target):
+            NanAfter2.calls += 1
+            scale = float("nan") if NanAfter2.calls > 2 else 1.0
+            return (input - target).abs().mean() * scale
+
+    try:
+        with pytest.raises(FloatingPointError, match=r"not finite at step 3.*--resume"):
+            train.main(run_args(tmp_path, "--loss", "test_nan_after_2", "--max-steps", "5",
+                                "--eval-every", "100", root=fmnist))  # fmt: skip
+    finally:
+        vk.losses.unregister("test_nan_after_2")
+
+
+def test_command_line_errors_are_one_line(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("VAEKIT_DEBUG", None)
+    cmd = [sys.executable, str(TRAIN), "--preset", "fmnist32", "--data", "fashion-mnist",
+           "--loss", "l1=1,ssmi=0.5"]  # fmt: skip
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+    assert res.returncode == 2
+    assert res.stderr.startswith("train.py: error: --loss 'l1=1,ssmi=0.5': unknown loss 'ssmi'")
+    assert "Traceback" not in res.stderr and "did you mean 'ssim'" in res.stderr
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes(tmp_path, fmnist):
+    """torchrun with 2 gloo processes: both finish, rank 0 writes a loadable checkpoint."""
+    out = tmp_path / "runs"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           str(TRAIN), "--preset", "fmnist32", "--data", "fashion-mnist", "--data-root",
+           str(fmnist), "--batch-size", "8", "--max-steps", "4", "--eval-every", "2",
+           "--minutes", "10", "--out", str(out), "--no-final-metrics",
+           "--device", "cpu"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    log = res.stdout + res.stderr
+    assert res.returncode == 0, log
+    assert "[train] rank 0 finished at step 4" in log
+    assert "[train] rank 1 finished at step 4" in log
+    (run,) = out.iterdir()
+    config = json.loads((run / "config.json").read_text())
+    assert config["world_size"] == 2 and config["global_batch_size"] == 16
+    assert config["steps_per_epoch"] == 5  # 86 images -> 43 per rank -> 5 batches of 8
+    state = torch.load(run / "trainer_state.pt", weights_only=True)
+    assert state["step"] == 4 and len(state["rng"]) == 2  # both ranks' RNG states
+    assert not torch.equal(state["rng"][0]["cpu"], state["rng"][1]["cpu"])  # noise per rank
+    vae = vk.VAE.load(run / "best.safetensors")
+    assert vae.config == vk.presets.config("fmnist32")
+    val_rows = [r for r in read_history(run) if r["split"] == "val"]
+    assert [int(r["step"]) for r in val_rows] == [2, 4]
+    assert all(math.isfinite(float(r["total"])) for r in val_rows)
