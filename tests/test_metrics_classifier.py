@@ -66,7 +66,7 @@ def test_save_load_roundtrip(fitted, tmp_path):
 
 
 def test_load_rejects_other_files(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no classifier file"):
+    with pytest.raises(FileNotFoundError, match="no ClassifierFeatures file"):
         vk.metrics.ClassifierFeatures.load(tmp_path / "missing.safetensors")
     bad = tmp_path / "garbage.safetensors"
     bad.write_bytes(b"not a safetensors file")

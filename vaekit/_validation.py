@@ -19,6 +19,7 @@ __all__ = [
     "check_finite",
     "check_float_tensor",
     "check_image",
+    "check_int",
     "check_positive",
     "check_range",
     "check_reduction",
@@ -81,6 +82,15 @@ def check_image(
             f"{name} must be at least {min_size}x{min_size} pixels, got {tuple(x.shape[-2:])}"
         )
     return x
+
+
+def check_int(value: object, name: str, minimum: int = 1) -> int:
+    """Require an int ``>= minimum`` (bools rejected): channel counts, epochs and the like."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
 
 
 def check_same_shape(

@@ -15,9 +15,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .._validation import check_image
+from .._validation import check_image, check_int
 from .conv import init_conv_
-from .factory import NormSpec, _check_int, get_norm_layer
+from .factory import NormSpec, get_norm_layer
 
 __all__ = ["SelfAttention"]
 
@@ -49,8 +49,8 @@ class SelfAttention(nn.Module):
         self, channels: int, heads: int = 1, norm: NormSpec = "group", head_dim: int | None = None
     ):
         super().__init__()
-        self.channels = _check_int(channels, "channels")
-        self.heads = _check_int(heads, "heads")
+        self.channels = check_int(channels, "channels")
+        self.heads = check_int(heads, "heads")
         if head_dim is None:
             if channels % heads != 0:
                 raise ValueError(
@@ -58,7 +58,7 @@ class SelfAttention(nn.Module):
                     f"heads={heads}; pick heads from the divisors of {channels} or set head_dim"
                 )
             head_dim = channels // heads
-        self.head_dim = _check_int(head_dim, "head_dim")
+        self.head_dim = check_int(head_dim, "head_dim")
         inner = heads * head_dim
         self.norm = get_norm_layer(norm)(channels)
         self.qkv = init_conv_(nn.Conv2d(channels, 3 * inner, 1))

@@ -14,9 +14,9 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .._validation import check_image
+from .._validation import check_image, check_int
 from .conv import ConvNormAct
-from .factory import ActSpec, NormSpec, _check_int
+from .factory import ActSpec, NormSpec
 from .squeeze_excite import SqueezeExcitation
 
 __all__ = ["LayerScale", "ResidualBottleneck"]
@@ -41,7 +41,7 @@ class LayerScale(nn.Module):
 
     def __init__(self, channels: int, init_value: float = 1e-6):
         super().__init__()
-        self.gamma = nn.Parameter(torch.full((_check_int(channels, "channels"),), init_value))
+        self.gamma = nn.Parameter(torch.full((check_int(channels, "channels"),), init_value))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.gamma.to(x.dtype)[:, None, None]
@@ -93,8 +93,8 @@ class ResidualBottleneck(nn.Module):
         dropout: float = 0.0,
     ):
         super().__init__()
-        self.channels = _check_int(channels, "channels")
-        _check_int(ratio, "ratio")
+        self.channels = check_int(channels, "channels")
+        check_int(ratio, "ratio")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
         self.hidden_channels = min(channels, max(channels // ratio, 8))

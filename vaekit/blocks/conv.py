@@ -12,8 +12,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .._validation import check_image
-from .factory import ActSpec, NormSpec, _check_int, _norm_is_none, get_act_layer, get_norm_layer
+from .._validation import check_image, check_int
+from .factory import ActSpec, NormSpec, _norm_is_none, get_act_layer, get_norm_layer
 
 __all__ = ["ConvNormAct", "init_conv_"]
 
@@ -102,8 +102,8 @@ class ConvNormAct(nn.Module):
         act_layer = get_act_layer(act, **(act_kwargs or {}))
         if bias is None:
             bias = _norm_is_none(norm)
-        self.in_ch = _check_int(in_ch, "in_ch")
-        self.out_ch = _check_int(out_ch, "out_ch")
+        self.in_ch = check_int(in_ch, "in_ch")
+        self.out_ch = check_int(out_ch, "out_ch")
         self.conv = nn.Conv2d(
             in_ch,
             out_ch,

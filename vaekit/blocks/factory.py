@@ -28,6 +28,8 @@ from collections.abc import Callable
 import torch
 import torch.nn as nn
 
+from .._validation import check_int
+
 __all__ = [
     "ACTS",
     "NORMS",
@@ -79,9 +81,9 @@ def group_count(channels: int, max_groups: int = 32, *, min_group_channels: int 
         >>> [vk.blocks.group_count(c) for c in (1, 3, 6, 8, 12, 64, 100, 256)]
         [1, 1, 1, 2, 3, 16, 25, 32]
     """
-    _check_int(channels, "channels")
-    _check_int(max_groups, "max_groups")
-    _check_int(min_group_channels, "min_group_channels")
+    check_int(channels, "channels")
+    check_int(max_groups, "max_groups")
+    check_int(min_group_channels, "min_group_channels")
     per_group = min(min_group_channels, channels)
     for groups in range(min(max_groups, channels), 0, -1):
         if channels % groups == 0 and channels // groups >= per_group:
@@ -128,15 +130,6 @@ class LayerNorm2d(nn.LayerNorm):
         if self.weight is not None:
             y = y * self.weight.to(y.dtype)[:, None, None] + self.bias.to(y.dtype)[:, None, None]
         return y.to(x.dtype)
-
-
-def _check_int(value: object, name: str, minimum: int = 1) -> int:
-    """Require an int ``>= minimum`` (bools rejected); used for channel counts and the like."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
 
 
 def _group_norm(cls: type[nn.Module], channels: int) -> nn.Module:

@@ -20,9 +20,9 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .._validation import check_image
+from .._validation import check_image, check_int
 from .conv import ConvNormAct
-from .factory import ActSpec, NormSpec, _check_int, get_act_layer
+from .factory import ActSpec, NormSpec, get_act_layer
 
 __all__ = ["ResBlock"]
 
@@ -59,8 +59,8 @@ class ResBlock(nn.Module):
         dropout: float = 0.0,
     ):
         super().__init__()
-        self.in_ch = _check_int(in_ch, "in_ch")
-        self.out_ch = _check_int(out_ch, "out_ch")
+        self.in_ch = check_int(in_ch, "in_ch")
+        self.out_ch = check_int(out_ch, "out_ch")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
         self.conv1 = ConvNormAct(in_ch, out_ch, 3, norm=norm, act=act)

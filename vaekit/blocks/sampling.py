@@ -20,9 +20,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .._validation import check_image
+from .._validation import check_image, check_int
 from .conv import init_conv_
-from .factory import ActSpec, NormSpec, _check_int, _norm_is_none, get_act_layer, get_norm_layer
+from .factory import ActSpec, NormSpec, _norm_is_none, get_act_layer, get_norm_layer
 
 __all__ = ["Downsample", "Upsample"]
 
@@ -72,8 +72,8 @@ class Downsample(nn.Module):
 
     def __init__(self, in_ch: int, out_ch: int, norm: NormSpec = "none", act: ActSpec = "none"):
         super().__init__()
-        self.in_ch = _check_int(in_ch, "in_ch")
-        self.out_ch = _check_int(out_ch, "out_ch")
+        self.in_ch = check_int(in_ch, "in_ch")
+        self.out_ch = check_int(out_ch, "out_ch")
         bias = _norm_is_none(norm)
         self.act = get_act_layer(act)()
         self.norm = get_norm_layer(norm)(out_ch)
@@ -129,8 +129,8 @@ class Upsample(nn.Module):
         act: ActSpec = "none",
     ):
         super().__init__()
-        self.in_ch = _check_int(in_ch, "in_ch")
-        self.out_ch = _check_int(out_ch, "out_ch")
+        self.in_ch = check_int(in_ch, "in_ch")
+        self.out_ch = check_int(out_ch, "out_ch")
         if mode not in UPSAMPLE_MODES:
             raise ValueError(f"mode must be one of {list(UPSAMPLE_MODES)}, got {mode!r}")
         if isinstance(scale_factor, bool) or not isinstance(scale_factor, (int, float)):

@@ -11,9 +11,9 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .._validation import check_image
+from .._validation import check_image, check_int
 from .conv import init_conv_
-from .factory import ActSpec, _check_int, get_act_layer
+from .factory import ActSpec, get_act_layer
 
 __all__ = ["SqueezeExcitation"]
 
@@ -44,9 +44,9 @@ class SqueezeExcitation(nn.Module):
         self, channels: int, reduction: int = 4, act: ActSpec = "silu", min_hidden: int = 8
     ):
         super().__init__()
-        self.channels = _check_int(channels, "channels")
-        _check_int(reduction, "reduction")
-        _check_int(min_hidden, "min_hidden")
+        self.channels = check_int(channels, "channels")
+        check_int(reduction, "reduction")
+        check_int(min_hidden, "min_hidden")
         self.hidden_channels = max(channels // reduction, min_hidden)
         self.reduce = nn.Conv2d(channels, self.hidden_channels, 1)
         self.act = get_act_layer(act)()

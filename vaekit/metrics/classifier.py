@@ -21,20 +21,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._validation import check_image, check_range
+from .._io import read_checkpoint
+from .._validation import check_image, check_int, check_range
 from ._common import evaluating
 
 __all__ = ["ClassifierFeatures"]
 
 _FORMAT = "vaekit.ClassifierFeatures/1"
-
-
-def _check_int(value: object, name: str, low: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value}")
-    return value
 
 
 class ClassifierFeatures(nn.Module):
@@ -72,10 +65,10 @@ class ClassifierFeatures(nn.Module):
         feature_dim: int = 128,
     ) -> None:  # fmt: skip
         super().__init__()
-        self.in_channels = _check_int(in_channels, "in_channels")
-        self.num_classes = _check_int(num_classes, "num_classes", low=2)
-        self.width = _check_int(width, "width")
-        self.feature_dim = _check_int(feature_dim, "feature_dim")
+        self.in_channels = check_int(in_channels, "in_channels")
+        self.num_classes = check_int(num_classes, "num_classes", minimum=2)
+        self.width = check_int(width, "width")
+        self.feature_dim = check_int(feature_dim, "feature_dim")
         self.image_size: tuple[int, int] | None = None  # set by fit()/load()
         chans = (in_channels, width, 2 * width, 4 * width)
         layers: list[nn.Module] = []
@@ -114,7 +107,7 @@ class ClassifierFeatures(nn.Module):
     def accuracy(self, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int = 512):
         """Top-1 accuracy in [0, 1] on ``images``/``labels`` (eval mode, no grad)."""
         labels = self._check_labels(images, labels)
-        _check_int(batch_size, "batch_size")
+        check_int(batch_size, "batch_size")
         correct = 0
         device = next(self.parameters()).device
         with evaluating(self):
@@ -162,8 +155,8 @@ class ClassifierFeatures(nn.Module):
         generator seeded with ``seed``; returns the model in eval mode on ``device`` (default:
         the images' device). Two epochs on Fashion-MNIST reach about 90% test accuracy.
         """
-        _check_int(epochs, "epochs")
-        _check_int(batch_size, "batch_size")
+        check_int(epochs, "epochs")
+        check_int(batch_size, "batch_size")
         if not (isinstance(lr, (int, float)) and lr > 0):
             raise ValueError(f"lr must be a positive number, got {lr!r}")
         if not isinstance(images, torch.Tensor) or images.ndim != 4:
@@ -219,23 +212,7 @@ class ClassifierFeatures(nn.Module):
         cls, path: str | os.PathLike, *, map_location: str | torch.device = "cpu"
     ) -> ClassifierFeatures:
         """Read a file written by :meth:`save`; returns the model in eval mode."""
-        from safetensors import SafetensorError, safe_open
-        from safetensors.torch import load_file
-
-        path = os.fspath(path)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"no classifier file at {path!r}")
-        try:
-            with safe_open(path, framework="pt") as f:
-                meta = f.metadata() or {}
-            state = load_file(path)
-        except (SafetensorError, OSError, ValueError) as err:
-            raise ValueError(f"{path!r} is not a readable safetensors file: {err}") from err
-        if meta.get("format") != _FORMAT:
-            raise ValueError(
-                f"{path!r} is not a ClassifierFeatures file (metadata format="
-                f"{meta.get('format')!r}, expected {_FORMAT!r})"
-            )
+        state, meta = read_checkpoint(path, _FORMAT, "ClassifierFeatures file")
         config = json.loads(meta["config"])
         size = config.pop("image_size")
         model = cls(config.pop("in_channels"), config.pop("num_classes"), **config)

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._io import read_checkpoint
 from .._validation import check_choice, check_float_tensor
 from ..config import VAEConfig
 from ..distributions import DiagonalGaussian
@@ -254,26 +255,7 @@ class VAE(nn.Module):
 
     @staticmethod
     def _read(path: str | os.PathLike) -> tuple[VAEConfig, dict[str, torch.Tensor], dict]:
-        from safetensors import SafetensorError, safe_open
-        from safetensors.torch import load_file
-
-        path = os.fspath(path)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"no checkpoint at {path!r}")
-        try:
-            with safe_open(path, framework="pt") as f:
-                meta = f.metadata() or {}
-            state = load_file(path)
-        except (SafetensorError, OSError, ValueError) as err:
-            raise ValueError(
-                f"{path!r} is not a readable vaekit checkpoint (truncated or corrupted "
-                f"safetensors file?): {err}"
-            ) from err
-        if meta.get("format") != _FORMAT or "config" not in meta:
-            raise ValueError(
-                f"{path!r} is a safetensors file but not a vaekit VAE checkpoint (metadata "
-                f"format={meta.get('format')!r}, expected {_FORMAT!r})"
-            )
+        state, meta = read_checkpoint(path, _FORMAT, "vaekit VAE checkpoint")
         try:
             config = VAEConfig.from_dict(json.loads(meta["config"]))
         except (json.JSONDecodeError, TypeError, ValueError) as err:
