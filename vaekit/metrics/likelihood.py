@@ -25,7 +25,7 @@ convention as :mod:`vaekit.losses`), or you pass a fixed ``sigma`` (Gaussian std
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import nn
@@ -244,6 +244,42 @@ def _log_px(
     )
 
 
+def _posterior_draws(
+    vae: nn.Module,
+    x: torch.Tensor,
+    k: int,
+    batch_size: int,
+    generator: torch.Generator | None,
+    likelihood: Likelihood,
+    sigma: float | None,
+    scale: float | None,
+    logits: bool,
+) -> Iterator[tuple[DiagonalGaussian, Iterator[tuple[torch.Tensor, torch.Tensor]]]]:
+    """K posterior draws per image and their ``log p(x|z)``, batched for the decoder.
+
+    Yields ``(q, chunks)`` per block of images, ``q`` their posterior; ``chunks`` yields
+    ``(z, log_px)`` for the K samples in chunks of ``kc``: ``z`` (kc, nb, *latent) and
+    ``log_px`` (kc, nb) in the accumulation dtype. Each chunk's kc·nb latents (at most about
+    ``batch_size``) are decoded in one call; K is split only when ``k > batch_size``.
+    """
+    per_block = max(1, batch_size // k)  # images per block
+    k_chunk = max(1, min(k, batch_size // per_block))
+
+    def chunks(xb: torch.Tensor, q: DiagonalGaussian):
+        dtype = acc_dtype(q.mean.device)
+        for k0 in range(0, k, k_chunk):
+            kc = min(k_chunk, k - k0)
+            z = q.sample_n(kc, generator=generator)  # (kc, nb, *latent)
+            recon, logvar = _decode(vae, z.flatten(0, 1))
+            x_rep = xb.expand(kc, *xb.shape).flatten(0, 1)
+            log_px = _log_px(likelihood, recon, logvar, x_rep, sigma, scale, logits)
+            yield z, log_px.to(dtype).view(kc, -1)
+
+    for xb in x.split(per_block):
+        q = _encode(vae, xb)
+        yield q, chunks(xb, q)
+
+
 def iwae_nll(
     vae: nn.Module,
     x: torch.Tensor,
@@ -298,27 +334,18 @@ def iwae_nll(
     batch_size = _batch_size(batch_size, x)
     check_choice(reduction, ("mean", "none"), "reduction")
     n = x.shape[0]
-    per_block = max(1, batch_size // k)  # images per block; K is chunked if k > batch_size
-    k_chunk = max(1, min(k, batch_size // per_block))
     out = []
     with evaluating(vae):
-        for xb in x.split(per_block):
-            q = _encode(vae, xb)
-            dtype = acc_dtype(q.mean.device)
+        draws = _posterior_draws(vae, x, k, batch_size, generator, likelihood, sigma, scale, logits)
+        for q, chunks in draws:
             log_w = []
-            for k0 in range(0, k, k_chunk):
-                kc = min(k_chunk, k - k0)
-                z = q.sample_n(kc, generator=generator)  # (kc, nb, *latent)
-                recon, logvar = _decode(vae, z.flatten(0, 1))
-                x_rep = xb.expand(kc, *xb.shape).flatten(0, 1)
-                log_px = _log_px(likelihood, recon, logvar, x_rep, sigma, scale, logits)
+            for z, log_px in chunks:
                 # log p(z) - log q(z|x), elementwise in float32, summed in float64
                 zf = _f32(z)
                 log_ratio = -0.5 * (_LOG_2PI + zf.square()) - gaussian_log_prob(
                     zf, q.mean, q.logvar
                 )
-                log_ratio = log_ratio.flatten(2).sum(2, dtype=dtype)  # (kc, nb)
-                log_w.append(log_px.to(dtype).view(kc, -1) + log_ratio)
+                log_w.append(log_px + log_ratio.flatten(2).sum(2, dtype=log_px.dtype))
             log_w = torch.cat(log_w)  # (k, nb)
             out.append(math.log(k) - torch.logsumexp(log_w, dim=0))
     nll = torch.cat(out)
@@ -360,21 +387,14 @@ def elbo_nll(
     k = _check_count(k, "k")
     batch_size = _batch_size(batch_size, x)
     check_choice(reduction, ("mean", "none"), "reduction")
-    per_block = max(1, batch_size // k)
-    k_chunk = max(1, min(k, batch_size // per_block))
     out = []
     with evaluating(vae):
-        for xb in x.split(per_block):
-            q = _encode(vae, xb)
+        draws = _posterior_draws(vae, x, k, batch_size, generator, likelihood, sigma, scale, logits)
+        for q, chunks in draws:
             dtype = acc_dtype(q.mean.device)
-            rec = torch.zeros(xb.shape[0], dtype=dtype, device=xb.device)
-            for k0 in range(0, k, k_chunk):
-                kc = min(k_chunk, k - k0)
-                z = q.sample_n(kc, generator=generator)
-                recon, logvar = _decode(vae, z.flatten(0, 1))
-                x_rep = xb.expand(kc, *xb.shape).flatten(0, 1)
-                log_px = _log_px(likelihood, recon, logvar, x_rep, sigma, scale, logits)
-                rec = rec - log_px.to(dtype).view(kc, -1).sum(0)
+            rec = torch.zeros(q.mean.shape[0], dtype=dtype, device=q.mean.device)
+            for _, log_px in chunks:
+                rec = rec - log_px.sum(0)
             kl = q.kl_elementwise().flatten(1).sum(1, dtype=dtype)
             out.append(rec / k + kl)
     nll = torch.cat(out)
