@@ -31,6 +31,24 @@ DEFAULT_LOGVAR_RANGE: tuple[float, float] = (-10.0, 10.0)
 _LOG_2PI = math.log(2.0 * math.pi)
 
 
+def _standard_normal(
+    shape: tuple[int, ...] | torch.Size,
+    device: torch.device,
+    dtype: torch.dtype,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
+    """N(0, 1) noise of ``shape``, from ``generator`` if one is given.
+
+    Without a generator this calls ``torch.randn`` without the ``generator`` keyword: its
+    ``generator=`` overload only takes concrete sizes, so passing ``generator=None`` breaks
+    ``torch.compile`` as soon as the batch size becomes symbolic (a second batch size, or
+    ``dynamic=True``). Both paths draw the same numbers from the same generator state.
+    """
+    if generator is None:
+        return torch.randn(shape, device=device, dtype=dtype)
+    return torch.randn(shape, generator=generator, device=device, dtype=dtype)
+
+
 def _f32(x: torch.Tensor) -> torch.Tensor:
     return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
@@ -192,9 +210,7 @@ class DiagonalGaussian:
         self, generator: torch.Generator | None = None, temperature: float = 1.0
     ) -> torch.Tensor:
         """Reparameterised sample mean + temperature * std * eps (differentiable)."""
-        eps = torch.randn(
-            self.mean.shape, generator=generator, device=self.mean.device, dtype=self.mean.dtype
-        )
+        eps = _standard_normal(self.mean.shape, self.mean.device, self.mean.dtype, generator)
         return self.mean + (temperature * self.std) * eps
 
     rsample = sample
@@ -203,12 +219,8 @@ class DiagonalGaussian:
         """``n`` reparameterised samples stacked in a new leading dim: (n, B, *event_shape)."""
         if not isinstance(n, int) or n < 1:
             raise ValueError(f"n must be a positive int, got {n!r}")
-        eps = torch.randn(
-            (n, *self.mean.shape),
-            generator=generator,
-            device=self.mean.device,
-            dtype=self.mean.dtype,
-        )
+        m = self.mean
+        eps = _standard_normal((n, *m.shape), m.device, m.dtype, generator)
         return self.mean + self.std * eps
 
     def mode(self) -> torch.Tensor:

@@ -13,7 +13,7 @@ from torch import nn
 from .._io import read_checkpoint
 from .._validation import check_choice, check_float_tensor
 from ..config import VAEConfig
-from ..distributions import DiagonalGaussian
+from ..distributions import DiagonalGaussian, _standard_normal
 from ..outputs import VAEOutput
 from .decoder import Decoder
 from .encoder import Encoder
@@ -171,8 +171,7 @@ class VAE(nn.Module):
                 f"generator is on {generator.device} but the model is on {device}; create it "
                 f"with torch.Generator(device={str(device)!r})"
             )
-        eps = torch.randn((n, *self.latent_shape), generator=generator, device=device, dtype=dtype)
-        return eps * temperature
+        return _standard_normal((n, *self.latent_shape), device, dtype, generator) * temperature
 
     def sample(
         self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None
