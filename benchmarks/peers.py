@@ -74,6 +74,10 @@ RECIPES = {
     "bce-beta0.8": dict(recon="bce", beta=0.8, free_bits=0.0, lr=2e-3, likelihood="bernoulli"),
     # the same at β = 1: the ELBO's own balance, so prior samples land where the data are
     "bce-beta1": dict(recon="bce", beta=1.0, free_bits=0.0, lr=2e-3, likelihood="bernoulli"),
+    # the same with the vanilla reference's step size: AdamW 5e-3, x0.95 per epoch
+    "bce-beta1-lr5e-3": dict(
+        recon="bce", beta=1.0, free_bits=0.0, lr=5e-3, lr_per_epoch=0.95, likelihood="bernoulli"
+    ),
     # spatial latent, reconstruction first: L1 + SSIM, a light KL with free bits
     "l1-ssim-spatial": dict(
         recon={"l1": 1.0, "ssim": 0.2}, beta=0.05, free_bits=0.0, lr=2e-3, likelihood=None
@@ -111,6 +115,7 @@ def vaekit_contender(
         else (lambda x: x),
         likelihood=likelihood,
         clip_grad=5.0,
+        lr_per_epoch=r.get("lr_per_epoch"),
         notes=f"recipe {recipe}; {'channels_last' if channels_last else 'NCHW'}",
     )
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 BEGIN = "<!-- BEGIN GENERATED RESULTS: python benchmarks/run.py --full --write-docs -->"
 END = "<!-- END GENERATED RESULTS -->"
+BUDGETS = ("images", "time")
+# quality settings that must agree before rows from different runs share a table
+QUALITY_SETTINGS = ("classifier", "train_images", "test_images", "prior_samples", "budget")
 
 
 def _f(v, fmt=".3g", missing="—") -> str:
@@ -14,6 +18,13 @@ def _f(v, fmt=".3g", missing="—") -> str:
     if isinstance(v, float) and v != v:
         return missing
     return format(v, fmt)
+
+
+def _sig3(v) -> str:
+    """Three significant digits, trailing zeros kept: 176, 38.3, 1.00, 0.256."""
+    if v is None or v != v or v <= 0:
+        return _f(v)
+    return f"{v:.{max(0, 2 - math.floor(math.log10(v)))}f}"
 
 
 def _table(header: list[str], rows: list[list[str]], align: str | None = None) -> list[str]:
@@ -33,12 +44,11 @@ def render(res: dict, level: int = 1) -> str:
         f"- machine: {m['cpu']}, {m['cpu_count']} logical CPUs, torch threads "
         f"{m['torch_threads']}, device `{m['device']}`"
         + (f" ({m['gpu']})" if m.get("gpu") else "")
-        + f"; load average at start {m.get('load_average')}",
+        + ("" if meta.get("pieces") else f"; load average at start {m.get('load_average')}"),
         f"- platform: {m['platform']}, Python {m['python']}",
         "- versions: "
         + ", ".join(f"{k} {v}" for k, v in meta["versions"].items() if v is not None),
-        f"- command: `{meta['command']}`",
-        f"- wall time of the whole run: {meta.get('seconds', 0) / 60:.1f} min",
+        *_commands(meta),
         "",
         "Ratios compare numbers measured in this same run; absolute times are for context only.",
         "",
@@ -67,6 +77,115 @@ def render(res: dict, level: int = 1) -> str:
         lines += [f"{h}# Errors", ""] + [f"- {k}: `{v}`" for k, v in res["errors"].items()]
         lines += [""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _commands(meta: dict) -> list[str]:
+    pieces = meta.get("pieces")
+    if not pieces:
+        return [
+            f"- command: `{meta['command']}`",
+            f"- wall time of the whole run: {meta.get('seconds', 0) / 60:.1f} min",
+        ]
+    lines = [
+        f"- merged from {len(pieces)} runs on this machine, one after another "
+        f"({sum(p['seconds'] for p in pieces) / 60:.1f} min in all; a piece's load average at "
+        "start is mostly the piece before it):"
+    ]
+    lines += [f"  - {p['date']}, {p['seconds'] / 60:.1f} min, load average at start "
+              f"{p['load_average']}: `{p['command']}`" for p in pieces]  # fmt: skip
+    return lines
+
+
+def targets(systems: dict) -> list[dict]:
+    """The issue's two targets, checked on the quality rows of one (possibly merged) run."""
+    out = []
+
+    def res(name, which):
+        return systems.get(name, {}).get("results", {}).get(which)
+
+    for which in BUDGETS:
+        ours = {n: res(n, which) for n, s in systems.items()
+                if n.startswith("vaekit") and s.get("latent") == "flat" and res(n, which)}  # fmt: skip
+        peers = {n: res(n, which) for n, s in systems.items()
+                 if not n.startswith("vaekit") and res(n, which)}  # fmt: skip
+        if ours and peers:
+            best = min(ours, key=lambda n: ours[n]["fd_samples"])
+            rival = min(peers, key=lambda n: peers[n]["fd_samples"])
+            out.append({
+                "target": f"best vaekit flat recipe beats every peer's sample FD ({which} budget)",
+                "ours": f"{best}: {ours[best]['fd_samples']:.2f}",
+                "best_peer": f"{rival}: {peers[rival]['fd_samples']:.2f}",
+                "met": ours[best]["fd_samples"] < peers[rival]["fd_samples"],
+            })  # fmt: skip
+    a, b = res("vaekit-spatial", "time"), res("diffusers-kl", "time")
+    if a and b:
+        out.append({
+            "target": "vaekit spatial recipe beats diffusers AutoencoderKL PSNR (wall-clock budget)",
+            "ours": f"vaekit-spatial: {a['psnr']:.2f} dB",
+            "best_peer": f"diffusers-kl: {b['psnr']:.2f} dB",
+            "met": a["psnr"] > b["psnr"],
+        })  # fmt: skip
+    return out
+
+
+def merge(runs: list[dict]) -> dict:
+    """One results dict from several runs of pieces (``--parts``/``--systems``) on one machine.
+
+    Quality rows are pooled in the order the runs are given (the targets re-checked on the
+    pool), and only when the classifier, budgets and test set agree; every other part must
+    come from exactly one run. Mode, versions, peers and machine must agree too: a table
+    never mixes numbers it cannot compare. Pieces are listed in the order they ran.
+    Raises ``ValueError`` naming the first disagreement.
+    """
+    if not runs:
+        raise ValueError("merge: expected at least one results dict, got none")
+    first = runs[0]["meta"]
+    for i, r in enumerate(runs[1:], 1):
+        m = r["meta"]
+        for key in ("mode", "versions", "peers"):
+            if m[key] != first[key]:
+                raise ValueError(f"merge: run {i} has a different {key!r} than run 0: "
+                                 f"{m[key]!r} vs {first[key]!r}")  # fmt: skip
+        for key in ("cpu", "cpu_count", "torch_threads", "device", "platform", "python"):
+            if m["machine"][key] != first["machine"][key]:
+                raise ValueError(f"merge: run {i} ran on a different machine ({key}: "
+                                 f"{m['machine'][key]!r} vs {first['machine'][key]!r})")  # fmt: skip
+    pieces = []
+    for r in runs:
+        m = r["meta"]
+        pieces += m.get("pieces") or [{
+            "date": m["date"], "command": m["command"], "seconds": m.get("seconds", 0),
+            "load_average": m["machine"].get("load_average"), "parts": sorted(r["parts"]),
+        }]  # fmt: skip
+    pieces.sort(key=lambda p: p["date"])  # "YYYY-mm-dd HH:MM TZ": the order they ran in
+    meta = {**first, "date": f"{pieces[0]['date']} to {pieces[-1]['date']}", "pieces": pieces,
+            "seconds": sum(p["seconds"] for p in pieces)}  # fmt: skip
+    meta["command"] = " && ".join(p["command"] for p in pieces)
+    parts: dict = {}
+    errors: dict = {}
+    for i, r in enumerate(runs):
+        errors.update(r.get("errors", {}))
+        for name, part in r["parts"].items():
+            if name not in parts:
+                parts[name] = (
+                    part if name != "quality" else {**part, "systems": dict(part["systems"])}
+                )
+                continue
+            if name != "quality":
+                raise ValueError(f"merge: part {name!r} appears in more than one run (run {i} "
+                                 "again); merge pieces that measured different parts")  # fmt: skip
+            pooled = parts["quality"]
+            for key in QUALITY_SETTINGS:
+                if part[key] != pooled[key]:
+                    raise ValueError(f"merge: quality rows of run {i} were measured with a "
+                                     f"different {key!r}: {part[key]!r} vs {pooled[key]!r}")  # fmt: skip
+            again = sorted(set(part["systems"]) & set(pooled["systems"]))
+            if again:
+                raise ValueError(f"merge: quality system(s) {again} appear in more than one run")
+            pooled["systems"].update(part["systems"])
+    if "quality" in parts:
+        parts["quality"]["targets"] = targets(parts["quality"]["systems"])
+    return {"meta": meta, "parts": parts, "errors": errors}
 
 
 def _quality(q: dict, h: str) -> list[str]:
@@ -147,7 +266,7 @@ def _speed(s: dict, h: str) -> list[str]:
                 continue
             rows.append([
                 name, variant, str(r.get("batch", "")), _f(v.get("ratio"), ".2f"),
-                _f(v["ours_img_s"], ".1f"), _f(v.get("peer_img_s"), ".1f"),
+                _sig3(v["ours_img_s"]), _sig3(v.get("peer_img_s")),
                 _f(v.get("ours_gflops"), ".1f"), _f(v.get("peer_gflops"), ".1f"), peer,
             ])  # fmt: skip
     lines += _table(

@@ -1,10 +1,11 @@
 """vaekit against its peers, side by side in one run: quality at equal budget and speed.
 
     python benchmarks/run.py --quick                 # minutes; CI runs this
-    python benchmarks/run.py --full --write-docs     # about an hour on 2 idle cores
+    python benchmarks/run.py --full --write-docs     # about 2 h on 2 idle cores
     python benchmarks/run.py --full --parts quality --budget-minutes 5 --budget-images 30000 \\
         --systems vaekit-fmnist32 pythae-resnet
     python benchmarks/run.py --render benchmarks/results/2026-01-01-full.json --write-docs
+    python benchmarks/run.py --render q1.json q2.json speed.json --name 2026-01-01-full --write-docs
 
 Parts (``--parts``, comma-separated; default all):
 
@@ -95,8 +96,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--out", type=Path, default=HERE / "results")
     ap.add_argument("--name", default=None, help="file stem (default <date>-<quick|full>)")
     ap.add_argument("--write-docs", action="store_true", help=f"regenerate results in {DOCS}")
-    ap.add_argument("--render", type=Path, default=None,
-                    help="only render an existing results JSON (with --write-docs: into docs)")  # fmt: skip
+    ap.add_argument("--render", type=Path, nargs="+", default=None, metavar="JSON",
+                    help="only render existing results (with --write-docs: into docs); several "
+                    "JSONs of pieces run one after another are merged into <out>/<name>.json")  # fmt: skip
     args = ap.parse_args(argv)
     args.mode = "full" if args.full else "quick"
     args.quick = quick = args.mode == "quick"
@@ -209,11 +211,24 @@ def run(args) -> dict:
 def main(argv=None) -> int:
     args = parse_args(argv)
     exclude_peers(args.without)
-    from report import render, write_docs
+    from report import merge, render, write_docs
 
-    if args.render:
-        res = json.loads(args.render.read_text())
-        md_path = args.render.with_suffix(".md")
+    if args.render and len(args.render) == 1:
+        res = json.loads(args.render[0].read_text())
+        md_path = args.render[0].with_suffix(".md")
+    elif args.render:
+        try:
+            res = merge([json.loads(p.read_text()) for p in args.render])
+        except ValueError as err:
+            raise SystemExit(str(err)) from None
+        stem = args.name or f"{res['meta']['pieces'][0]['date'][:10]}-{res['meta']['mode']}"
+        args.out.mkdir(parents=True, exist_ok=True)
+        json_path, md_path = args.out / f"{stem}.json", args.out / f"{stem}.md"
+        if json_path in args.render:
+            raise SystemExit(f"--render: the merged file {json_path} would overwrite an input; "
+                             "pass --name")  # fmt: skip
+        json_path.write_text(json.dumps(res, indent=1, default=str) + "\n")
+        print(f"wrote {json_path}")
     else:
         res = run(args)
         args.out.mkdir(parents=True, exist_ok=True)

@@ -132,6 +132,8 @@ def throughput_rows(args, device, log) -> list[dict]:
             f"{p['ours_gflop_per_image']:.2f} peer {p.get('peer_gflop_per_image', 0):.2f}")  # fmt: skip
         for variant in args.speed_variants:
             t = time.perf_counter()
+            if "compile" in variant:  # each preset compiled afresh, as in a process of its own
+                torch._dynamo.reset()
             torch.manual_seed(0)
             steps = [make_step(preset_contender(name, False), batch, variant, device)]
             if p["build"] is not None:

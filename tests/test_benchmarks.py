@@ -74,3 +74,108 @@ def test_markdown_tables(quick_run):
     assert "| `vaekit-fmnist32` |" in md
     assert "| `diffusers-kl` |" in md and "excluded with --without" in md
     assert "| diffusers |" in md  # the peers table lists it, with the reason
+
+
+# -- merging pieces of a run (``run.py --render a.json b.json``) ---------------------------------
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from report import merge, render  # noqa: E402
+
+
+def _split(res: dict, parts: set[str], systems: set[str] | None = None) -> dict:
+    """One piece of ``res``: some parts, and for quality some systems (as ``--parts``/``--systems``)."""
+    out = json.loads(json.dumps(res))
+    out["parts"] = {k: v for k, v in out["parts"].items() if k in parts}
+    if systems is not None and "quality" in out["parts"]:
+        q = out["parts"]["quality"]
+        q["systems"] = {k: v for k, v in q["systems"].items() if k in systems}
+    return out
+
+
+def test_merge_of_pieces_gives_back_the_whole_run(quick_run):
+    res, _ = quick_run
+    names = list(res["parts"]["quality"]["systems"])
+    pieces = [
+        _split(res, {"quality"}, set(names[:1])),
+        _split(res, {"quality", "import"}, set(names[1:])),
+        _split(res, set(res["parts"]) - {"quality", "import"}),
+    ]
+    merged = merge(pieces)
+    assert merged["parts"] == res["parts"]  # quality pooled, targets re-checked on the pool
+    assert len(merged["meta"]["pieces"]) == 3
+    md = render(merged)
+    assert "merged from 3 runs" in md and "| `vaekit-fmnist32` |" in md
+
+
+def _quality_run(systems: dict, accuracy: float = 0.9) -> dict:
+    meta = {
+        "mode": "full", "date": "2026-01-01 10:00 UTC", "command": "python benchmarks/run.py",
+        "seconds": 60.0, "versions": {"vaekit": "0"}, "peers": {},
+        "machine": {"cpu": "x", "cpu_count": 2, "torch_threads": 2, "device": "cpu",
+                    "platform": "p", "python": "3", "load_average": [0.1, 0.1, 0.1]},
+    }  # fmt: skip
+    result = lambda fd: {"fd_samples": fd, "psnr": 20.0}
+    q = {
+        "classifier": {"accuracy": accuracy}, "train_images": 10, "test_images": 10,
+        "prior_samples": 10, "budget": {"images": 1},
+        "systems": {n: {"latent": "flat", "results": {"images": result(fd), "time": result(fd)}}
+                    for n, fd in systems.items()},
+    }  # fmt: skip
+    return {"meta": meta, "parts": {"quality": q}, "errors": {}}
+
+
+def test_merge_rechecks_targets_on_the_pooled_rows():
+    ours = _quality_run({"vaekit-fmnist32": 50.0})
+    assert ours["parts"]["quality"].get("targets") is None
+    merged = merge([ours, _quality_run({"vanilla": 40.0}), _quality_run({"pythae-mlp": 60.0})])
+    by_images, by_time = merged["parts"]["quality"]["targets"]
+    for t in (by_images, by_time):
+        assert t["met"] is False and t["best_peer"] == "vanilla: 40.00"
+    assert "(time budget)" in by_time["target"]
+    merged = merge([ours, _quality_run({"pythae-mlp": 60.0})])
+    assert all(t["met"] for t in merged["parts"]["quality"]["targets"])
+
+
+@pytest.mark.parametrize(
+    "other, match",
+    [
+        (_quality_run({"vanilla": 1.0}, accuracy=0.5), "different 'classifier'"),
+        (_quality_run({"vaekit-fmnist32": 1.0}), r"system\(s\) \['vaekit-fmnist32'\]"),
+    ],
+)
+def test_merge_refuses_rows_it_cannot_compare(other, match):
+    with pytest.raises(ValueError, match=match):
+        merge([_quality_run({"vaekit-fmnist32": 50.0}), other])
+
+
+def test_merge_refuses_other_machines_versions_and_repeated_parts():
+    a, b = _quality_run({"a": 1.0}), _quality_run({"b": 1.0})
+    b["meta"]["versions"] = {"vaekit": "1"}
+    with pytest.raises(ValueError, match="different 'versions'"):
+        merge([a, b])
+    b = _quality_run({"b": 1.0})
+    b["meta"]["machine"]["cpu"] = "y"
+    with pytest.raises(ValueError, match=r"different machine \(cpu"):
+        merge([a, b])
+    a["parts"]["import"] = b["parts"]["import"] = {}
+    b["meta"]["machine"]["cpu"] = "x"
+    with pytest.raises(ValueError, match="part 'import' appears in more than one run"):
+        merge([a, b])
+    with pytest.raises(ValueError, match="at least one"):
+        merge([])
+
+
+def test_render_cli_merges_pieces(quick_run, tmp_path):
+    res, _ = quick_run
+    paths = []
+    for i, parts in enumerate([{"quality"}, set(res["parts"]) - {"quality"}]):
+        paths.append(tmp_path / f"piece{i}.json")
+        paths[-1].write_text(json.dumps(_split(res, parts)))
+    run = [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--out", str(tmp_path)]
+    proc = subprocess.run([*run, "--render", *map(str, paths), "--name", "all"],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((tmp_path / "all.json").read_text())["parts"] == res["parts"]
+    assert "merged from 2 runs" in (tmp_path / "all.md").read_text()
+    proc = subprocess.run([*run, "--render", str(paths[0]), str(paths[0]), "--name", "x"],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode != 0 and "appear in more than one run" in proc.stderr
