@@ -150,16 +150,7 @@ def median_seconds(
     step: Callable[[], object], repeats: int, device: torch.device, warmup: int = 1
 ) -> float:
     """Median wall-clock seconds of ``step`` after ``warmup`` calls."""
-    for _ in range(warmup):
-        step()
-    sync(device)
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        step()
-        sync(device)
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    return interleaved_seconds([step], repeats, device, warmup=warmup)[0]
 
 
 def interleaved_seconds(
@@ -246,7 +237,3 @@ def peak_rss_mib() -> float:
     a big parent would report the parent's peak.
     """
     return _status_mib("VmHWM")
-
-
-def median(values: list[float]) -> float:
-    return statistics.median(values)

@@ -31,38 +31,27 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
-import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from common import interleaved_seconds, median_seconds
 
 import vaekit as vk
 
+CPU = torch.device("cpu")
+
 
 def timeit(step: Callable[[], None], repeats: int) -> float:
-    """Median milliseconds of ``step`` after one warm-up call."""
-    step()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t)
-    return 1e3 * statistics.median(times)
+    """Median milliseconds of ``step`` (on the CPU) after one warm-up call."""
+    return 1e3 * median_seconds(step, repeats, CPU)
 
 
 def timeit_pair(a: Callable[[], None], b: Callable[[], None], repeats: int) -> tuple[float, float]:
     """Median milliseconds of ``a`` and ``b``, interleaved so both see the same machine load."""
-    a(), b()
-    times_a, times_b = [], []
-    for _ in range(repeats):
-        for step, times in ((a, times_a), (b, times_b)):
-            t = time.perf_counter()
-            step()
-            times.append(time.perf_counter() - t)
-    return 1e3 * statistics.median(times_a), 1e3 * statistics.median(times_b)
+    ms_a, ms_b = (1e3 * s for s in interleaved_seconds([a, b], repeats, CPU))
+    return ms_a, ms_b
 
 
 def fwd_bwd(loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor):

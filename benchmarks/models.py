@@ -13,18 +13,15 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
-import time
 
 import torch
+from common import matmul_flops, median_seconds
 
 import vaekit as vk
 
 
 def matmul_gflops(n: int = 1024) -> float:
     """Dense fp32 matmul GFLOP/s of this CPU (the same measurement as benchmarks/run.py)."""
-    from common import matmul_flops
-
     return matmul_flops(torch.device("cpu"), n=n) / 1e9
 
 
@@ -43,13 +40,7 @@ def throughput(name: str, batch: int, steps: int, channels_last: bool = False) -
         loss.backward()
         vae.zero_grad(set_to_none=True)
 
-    step()  # warm-up
-    times = []
-    for _ in range(steps):
-        t = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t)
-    return params, batch / statistics.median(times)
+    return params, batch / median_seconds(step, steps, torch.device("cpu"))
 
 
 def main() -> None:

@@ -30,6 +30,7 @@ from common import (
     current_rss_mib,
     interleaved_seconds,
     matmul_flops,
+    median_seconds,
     peak_rss_mib,
     peer_status,
     reset_peak_rss,
@@ -176,7 +177,7 @@ def flops_ratio(args, device, log, preset: str = "celeba64-bottleneck") -> dict:
         with FlopCounterMode(display=False) as counter:
             step()
         flops = counter.get_total_flops()
-        sec = statistics.median(_times(step, args.repeats, device))
+        sec = median_seconds(step, args.repeats, device, warmup=0)  # warmed up above
         achieved = flops / sec
         out["variants"][variant] = {
             "flops_per_step": flops, "seconds": sec, "achieved_flops": achieved,
@@ -185,16 +186,6 @@ def flops_ratio(args, device, log, preset: str = "celeba64-bottleneck") -> dict:
         log(f"[flops] {preset} {variant}: {flops / 1e9:.1f} GFLOP/step in {sec:.3f} s = "
             f"{achieved / 1e9:.1f} GFLOP/s; matmul {peak / 1e9:.1f} GFLOP/s; "
             f"ratio {achieved / peak:.3f}")  # fmt: skip
-    return out
-
-
-def _times(step, repeats, device):
-    out = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        step()
-        sync(device)
-        out.append(time.perf_counter() - t)
     return out
 
 
