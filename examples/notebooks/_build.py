@@ -428,6 +428,7 @@ COLLAPSE = [
         |---|---|---|
         | `kl_nats`, the per-dimension plot | `vk.metrics.kl_per_dim` | information in z about x, per latent dimension |
         | `active_units` | `vk.metrics.active_units` | dimensions whose posterior mean varies across images (Var > 0.01) |
+        | `mean_var_max`, `mean_var_min` | `vk.metrics.latent_activity` | the largest and smallest of those variances, the numbers `active_units` thresholds |
         | `gap_kl_per_dim`, `gap_eig_min`/`gap_eig_max`, `gap_mmd` vs `gap_mmd_noise` | `vk.metrics.aggregate_posterior_gap` | how far the latents of all images, together, are from N(0, I) |
         | `psnr_db` | `vk.metrics.psnr` | reconstruction fidelity |
         | `sample_contrast` | `vk.metrics.image_stats` of prior samples | do samples have the contrast of real images, or are they faint? |
@@ -461,11 +462,14 @@ COLLAPSE = [
                 x_hat = vae.reconstruct(x_test)
                 samples = vae.sample(len(x_test), generator=g)
             kl = vk.metrics.kl_per_dim(vae, x_test)
+            activity = vk.metrics.latent_activity(vae, x_test)  # Var_x of each posterior mean
             gap = vk.metrics.aggregate_posterior_gap(vae, x_test, generator=g)
             return {
                 "kl_nats": kl.sum().item(),
                 "kl_per_dim": kl.tolist(),
                 "active_units": vk.metrics.active_units(vae, x_test),
+                "mean_var_max": activity.max().item(),
+                "mean_var_min": activity.min().item(),
                 "gap_kl_per_dim": gap.kl_per_dim,
                 "gap_eig_min": gap.eig_min,
                 "gap_eig_max": gap.eig_max,
@@ -559,7 +563,7 @@ COLLAPSE = [
     code(
         """
         ROWS = [
-            "kl_nats", "active_units", "gap_kl_per_dim", "gap_eig_min", "gap_eig_max", "gap_mmd",
+            "kl_nats", "active_units", "mean_var_max", "mean_var_min", "gap_kl_per_dim", "gap_eig_min", "gap_eig_max", "gap_mmd",
             "gap_mmd_noise",
             "psnr_db", "sample_contrast", "neg_elbo_nats", "iwae_nll_nats",
         ]  # fmt: skip
@@ -590,8 +594,11 @@ COLLAPSE = [
         What separates the runs:
 
         - **Collapse**: the total KL is close to 0 nats and every dimension sits far below the
-          others' (the bottom curve): z carries almost nothing about x. `active_units` is 0 —
-          no posterior mean moves across images. The aggregate-posterior gap is tiny *because*
+          others' (the bottom curve): z carries almost nothing about x. No posterior mean
+          moves much across images: the largest variance of one, `mean_var_max`, is of the
+          order of 0.01, the threshold `active_units` counts against (so it reads 0, or 1 or 2
+          where a dimension sits just above it), while the healthy run has every dimension
+          well above it. The aggregate-posterior gap is tiny *because*
           nothing is encoded: a collapsed model matches the prior trivially, so the gap alone
           would call it healthy; read it next to `kl_per_dim`. PSNR is the lowest of the three,
           and the samples are washed-out variations of one average garment.
@@ -711,7 +718,7 @@ COLLAPSE = [
 
         | symptom | numbers | fixes |
         |---|---|---|
-        | all reconstructions and samples alike | KL ≈ 0, `active_units` = 0, small gap (nothing encoded) | check the loss scaling; smaller β; KL warm-up; free bits |
+        | all reconstructions and samples alike | KL ≈ 0, `active_units` ≈ 0, small gap (nothing encoded) | check the loss scaling; smaller β; KL warm-up; free bits |
         | good reconstructions, smudged samples | large KL, large gap: `eig_min` ≪ 1 or `eig_max` ≫ 1, `mmd` ≫ `mmd_noise`; low sample contrast | larger final β (warm-up, cyclical); lower temperature; sample from a density fitted to the latents |
         | blurry everything | sharpness from `vk.metrics.image_stats` far below the real images' | a better reconstruction loss (notebook 03) |
 
