@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import vaekit as vk
@@ -327,6 +327,26 @@ def test_bad_configs_raise_value_error(kwargs, match):
 def test_bad_config_types_raise_type_error(kwargs, match):
     with pytest.raises(TypeError, match=match):
         tiny_config(**kwargs)
+
+
+@given(size=st.integers(1, 300), levels=st.integers(1, 5))
+@settings(max_examples=40, deadline=None)
+def test_default_attention_works_for_every_image_size(size, levels):
+    # the default is attention at 16 px where that level exists, else none
+    cfg = vk.VAEConfig(in_channels=1, image_size=size, widths=(8,) * levels, latent_dim=4)
+    assert cfg.attention_at == ((16,) if 16 in cfg.resolutions else ())
+    assert vk.VAEConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_default_attention_follows_a_replaced_image_size():
+    cfg = vk.VAEConfig(in_channels=1, image_size=32, widths=(8, 16), latent_dim=4)
+    assert cfg.attention_at == (16,)
+    assert cfg.replace(image_size=28).attention_at == ()  # Fashion-MNIST's native size
+    named = cfg.replace(attention_at=(16,))
+    with pytest.raises(ValueError, match=r"attention_at entry 16 .* heights \(28, 14, 7\)"):
+        named.replace(image_size=28)  # a level the user named stays an error
+    with pytest.raises(TypeError, match="attention_at must be a tuple"):
+        cfg.replace(attention_at="16")
 
 
 def test_config_dict_roundtrip_and_unknown_keys():

@@ -51,7 +51,9 @@ class VAEConfig:
         block: ``"bottleneck"`` (ResidualBottleneck + SE + LayerScale), ``"resblock"`` or
             ``"conv"`` (ConvNormAct; up/downsampling then carry norm and activation too).
         attention_at: feature-map heights that get a SelfAttention block, in encoder and
-            decoder; each must be one of :attr:`resolutions`.
+            decoder; each must be one of :attr:`resolutions`. Default ``None``: ``(16,)``
+            where the network has a 16-px level, else ``()`` (so every image size works with
+            the defaults); a height you name that the network lacks is a ``ValueError``.
         attention_heads: heads of those attention blocks.
         latent: ``"flat"`` (flatten -> Linear to ``latent_dim``) or ``"spatial"`` (conv heads
             giving ``latent_channels`` x h x w).
@@ -84,7 +86,7 @@ class VAEConfig:
     depth: int = 1
     decoder_depth: int | None = None
     block: str = "bottleneck"
-    attention_at: tuple[int, ...] = (16,)
+    attention_at: tuple[int, ...] | None = None
     attention_heads: int = 1
     latent: str = "flat"
     latent_dim: int = 256
@@ -138,8 +140,20 @@ class VAEConfig:
         _positive_int(self.attention_heads, "attention_heads")
         _positive_int(self.bottleneck_ratio, "bottleneck_ratio")
 
-        if isinstance(self.attention_at, int):
+        # None = "attention at 16 px if there is such a level"; remembered so that
+        # replace(image_size=...) resolves it again for the new geometry
+        self._auto_attention = self.attention_at is None
+        if self.attention_at is None:
+            self.attention_at = (16,) if 16 in self.resolutions else ()
+        if _is_int(self.attention_at):
             self.attention_at = (self.attention_at,)
+        if not isinstance(self.attention_at, (tuple, list)) or not all(
+            map(_is_int, self.attention_at)
+        ):
+            raise TypeError(
+                f"attention_at must be a tuple of feature-map heights (ints) or None, got "
+                f"{self.attention_at!r}"
+            )
         self.attention_at = tuple(self.attention_at)
         for r in self.attention_at:
             if r not in self.resolutions:
@@ -237,5 +251,10 @@ class VAEConfig:
         return cls(**kwargs)
 
     def replace(self, **changes: Any) -> VAEConfig:
-        """A copy with some fields changed (validated again)."""
+        """A copy with some fields changed (validated again).
+
+        A default ``attention_at`` (``None``) is resolved again for the new geometry.
+        """
+        if getattr(self, "_auto_attention", False) and "attention_at" not in changes:
+            changes["attention_at"] = None
         return dataclasses.replace(self, **changes)
