@@ -169,3 +169,34 @@ def test_schedules_are_exposed_and_stateless():
     first = [beta(s) for s in range(40)]
     assert [beta(s) for s in reversed(range(40))][::-1] == first
     assert set(S.available()) >= {"constant", "linear", "cosine", "cyclical", "sequence"}
+
+
+def _schedules(start, end, n):
+    return [
+        S.Constant(start),
+        S.Linear(start, end, steps=n),
+        S.Cosine(start, end, steps=n, delay=3),
+        S.Cyclical(total_steps=n + 4, cycles=4, ratio=0.5, start=start, end=end, shape="sigmoid"),
+        S.Sequence([(n, S.Constant(end)), (n, S.Linear(start, end, steps=n))]),
+    ]
+
+
+@SETTINGS
+@given(start=values, end=values, n=st.integers(1, 300), step=steps)
+def test_bounds_hold_every_value(start, end, n, step):
+    for sched in _schedules(start, end, n):
+        lo, hi = sched.bounds()
+        assert lo <= sched(step) <= hi and lo <= sched(0) <= hi, sched
+        assert lo == min(start, end) or isinstance(sched, S.Constant)
+
+
+def test_bounds_of_a_user_schedule_are_unknown_unless_it_says():
+    class Wave(S.Schedule):
+        name = "test_wave_bounds"
+
+        def value(self, step):
+            return math.sin(step)
+
+    assert Wave().bounds() is None
+    assert S.Sequence([(5, Wave()), (5, S.Constant(1.0))]).bounds() is None
+    S._REGISTRY.pop("test_wave_bounds")

@@ -145,6 +145,21 @@ class Schedule:
         """The value at optimiser step ``step`` (an int >= 0)."""
         return float(self.value(_as_step(step)))
 
+    def bounds(self) -> tuple[float, float] | None:
+        """A range ``(low, high)`` holding the value at every step, or ``None`` if unknown.
+
+        Users of a schedule check it once, when they are built, instead of failing at the
+        step that first reaches a bad value (``VAELoss`` refuses a β schedule that goes
+        below 0). A user schedule may override it; the default ``None`` means "check every
+        step".
+
+        Example:
+            >>> import vaekit as vk
+            >>> vk.schedules.Linear(1e-3, -1e-3, steps=10).bounds()
+            (-0.001, 0.001)
+        """
+        return None
+
     def to_dict(self) -> dict[str, Any]:
         """``{"name": ..., **parameters}``; JSON-serialisable; inverse of :func:`from_dict`."""
         params = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -176,6 +191,9 @@ class Constant(Schedule):
     def value(self, step: int) -> float:
         return self.v
 
+    def bounds(self) -> tuple[float, float]:
+        return (self.v, self.v)
+
 
 @dataclass(frozen=True)
 class _Ramp(Schedule):
@@ -192,6 +210,10 @@ class _Ramp(Schedule):
 
     def _progress(self, step: int) -> float:
         return min(max(step - self.delay, 0) / self.steps, 1.0)
+
+    def bounds(self) -> tuple[float, float]:
+        # every ramp stays between its two ends (see _ramp)
+        return (min(self.start, self.end), max(self.start, self.end))
 
 
 @dataclass(frozen=True)
@@ -287,6 +309,9 @@ class Cyclical(Schedule):
         if self.shape not in SHAPES:
             raise ValueError(f"shape must be one of {list(SHAPES)}, got {self.shape!r}")
 
+    def bounds(self) -> tuple[float, float]:
+        return (min(self.start, self.end), max(self.start, self.end))
+
     @property
     def period(self) -> float:
         """Length of one cycle in steps (may be fractional)."""
@@ -365,6 +390,12 @@ class Sequence(Schedule):
     def total_steps(self) -> int:
         """Sum of the phase lengths."""
         return sum(steps for steps, _ in self.phases)
+
+    def bounds(self) -> tuple[float, float] | None:
+        parts = [sched.bounds() for _, sched in self.phases]
+        if any(b is None for b in parts):
+            return None
+        return (min(lo for lo, _ in parts), max(hi for _, hi in parts))
 
     def value(self, step: int) -> float:
         offset = 0
