@@ -16,6 +16,12 @@ if [ "$(id -u)" != 0 ]; then
   fi
 fi
 echo "[data] installing the Debian package dataset-fashion-mnist"
-$SUDO apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq dataset-fashion-mnist >/dev/null
+log=$(mktemp)
+if ! { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq \
+    dataset-fashion-mnist; } > "$log" 2>&1; then
+  cat "$log" >&2
+  echo "[data] failed to install dataset-fashion-mnist (apt output above)" >&2
+  exit 1
+fi
+rm -f "$log"
 echo "[data] Fashion-MNIST installed in $dir"

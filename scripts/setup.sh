@@ -22,9 +22,19 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
 echo "[setup] installing $VAEKIT_TORCH and vaekit[$VAEKIT_EXTRAS] (first run: a few minutes)"
-.venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+# pip's and setuptools' chatter goes to a log, shown only when a step fails
+log=.venv/setup.log
+: > "$log"
+pip_install() {
+  if ! .venv/bin/python -m pip install --quiet --disable-pip-version-check "$@" >> "$log" 2>&1; then
+    cat "$log" >&2
+    echo "[setup] failed: pip install $* (full log above, also in $log)" >&2
+    exit 1
+  fi
+}
+pip_install --upgrade pip
 # shellcheck disable=SC2086
-.venv/bin/python -m pip install --quiet --disable-pip-version-check $VAEKIT_TORCH
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[$VAEKIT_EXTRAS]"
+pip_install $VAEKIT_TORCH
+pip_install -e ".[$VAEKIT_EXTRAS]"
 echo "$want" > "$stamp"
 echo "[setup] done"
