@@ -153,6 +153,13 @@ def train(args, rt: runtime.Runtime) -> Path | None:
         val_loss_fn = vk.losses.VAELoss(loss_fn.recon, kl=vk.losses.KL(), beta=beta_final)
         likelihood = specs.likelihood_of(args.loss_terms, args.multiscale, cfg.variance)
         eval_every = args.eval_every_length.to_steps(steps_per_epoch)
+        # what summary.md must say next to the metrics: skipped files, random backbones
+        notes = list(dataset.notes) + [
+            f"the {name} term's backbone is random (--perceptual-weights none or weights=None), "
+            "not ImageNet-trained: the term measures nothing useful and its values do not compare "
+            "with a run that has the weights"
+            for name in specs.random_backbones(args.loss_terms, args.perceptual_weights)
+        ]
 
         torch.manual_seed(args.seed)  # the same initial weights on every rank
         vae = vk.VAE(cfg).to(rt.device)
@@ -238,6 +245,8 @@ def train(args, rt: runtime.Runtime) -> Path | None:
         rt.log(f"{verb} {run_dir} | {len(dataset.train)} train / {len(dataset.val)} val images, "
                f"{steps_per_epoch} steps per epoch x {rt.world_size} process(es) | "
                f"{config['parameters'] / 1e6:.2f} M parameters on {rt.device}")  # fmt: skip
+        for note in notes[len(dataset.notes) :]:  # the data notes were warnings already
+            rt.log(f"note: {note}")
 
     pictures_of = data.first_images(dataset.val, 16)
 
@@ -303,7 +312,29 @@ def train(args, rt: runtime.Runtime) -> Path | None:
     params = list(vae.parameters()) + loss_params
     meter, last_eval, stop = RunningMean(), (step if args.resume else -1), None
     show = runtime.progress_enabled(args.progress, rt)
-    printed = (time.perf_counter(), step)  # without a progress bar: a log line every 30 s
+    last_row = time.perf_counter()  # when the last train row was written (--log-seconds)
+    printed = None  # (time, step) of the last log line, printed without a progress bar
+    first_step = step
+
+    def train_row(beta_now: float) -> None:
+        """A history.csv train row: the mean of every term since the last row; without a
+        progress bar also a log line, at most one per --log-seconds (the first one at once)."""
+        nonlocal last_row, printed
+        means = meter.means()
+        history.add(step=step, epoch=round(step / steps_per_epoch, 4), split="train",
+                    time=round(elapsed(), 2), lr=opt.param_groups[0]["lr"], beta=beta_now,
+                    **means)  # fmt: skip
+        meter.reset()
+        now = last_row = time.perf_counter()
+        if show or (printed is not None and now - printed[0] < args.log_seconds):
+            return
+        since = printed or (started, first_step)
+        rate = (step - since[1]) / max(now - since[0], 1e-9)
+        rt.log(f"step {step} (epoch {step / steps_per_epoch:.2f}) | "
+               + ", ".join(f"{k} {means[k]:.4g}" for k in ("total", "recon", "kl_raw"))
+               + f", beta {beta_now:.3g} | {rate:.3g} steps/s")  # fmt: skip
+        printed = (now, step)
+
     vae.train()
     try:
         while stop is None:
@@ -335,25 +366,22 @@ def train(args, rt: runtime.Runtime) -> Path | None:
                 meter.add(res)
                 bar.update()
 
-                if step % 10 == 0 or step % args.log_every == 0:
+                stop = stop_reason()  # first: the last step is always logged and evaluated
+                evaluate_now = step % eval_every == 0 or bool(stop)
+                # train rows at fixed steps (the same in every run and on every rank) and, in
+                # between, whenever --log-seconds of wall-clock time have passed
+                fixed_row = step == 1 or step % args.log_every == 0 or evaluate_now
+                timed_row = (
+                    args.log_seconds > 0 and time.perf_counter() - last_row >= args.log_seconds
+                )
+                if fixed_row or step % 10 == 0:  # steps every rank shares: all stop together
                     means = meter.means()  # since the last history row
                     check_finite(means, step, run_dir)
                     shown = {k: f"{means[k]:.4g}" for k in ("total", "recon", "kl_raw")}
                     bar.set_postfix(shown | {"beta": f"{res.beta:.3g}"})
-                    if not show and time.perf_counter() - printed[0] > 30:  # logs without a bar
-                        rate = (step - printed[1]) / (time.perf_counter() - printed[0])
-                        rt.log(f"step {step} (epoch {step / steps_per_epoch:.2f}) | "
-                               + ", ".join(f"{k} {v}" for k, v in shown.items())
-                               + f", beta {res.beta:.3g} | {rate:.2f} steps/s")  # fmt: skip
-                        printed = (time.perf_counter(), step)
-                    if step % args.log_every == 0:
-                        history.add(step=step, epoch=round(step / steps_per_epoch, 4),
-                                    split="train", time=round(elapsed(), 2),
-                                    lr=opt.param_groups[0]["lr"], beta=res.beta,
-                                    **means)  # fmt: skip
-                        meter.reset()
-                stop = stop_reason()  # before evaluating: the last step is always evaluated
-                if step % eval_every == 0 or stop:
+                if fixed_row or timed_row:
+                    train_row(res.beta)
+                if evaluate_now:
                     last_eval = step
                     if validate() and not stop:
                         stop = "early stopping (patience)"
@@ -373,6 +401,8 @@ def train(args, rt: runtime.Runtime) -> Path | None:
         if rt.distributed:
             raise
         stop = "interrupted"
+        if meter.count:  # the steps since the last row are not lost
+            train_row(res.beta)
     if last_eval != step and stop != "interrupted":
         validate()  # so the last weights compete for best.safetensors
     save(stop)  # last.safetensors + trainer_state.pt
@@ -428,6 +458,7 @@ def train(args, rt: runtime.Runtime) -> Path | None:
         evaluate.write_summary(
             run_dir / "summary.md", title=f"Run {run_dir.name}", facts=facts, metrics=metrics,
             pictures=["samples.png", "reconstructions.png", "interpolations.png", "loss.png"],
+            notes=notes,
         )  # fmt: skip
         brief = {
             k: metrics.get(k) for k in ("psnr", "ssim", "neg_elbo_nats_per_dim") if k in metrics

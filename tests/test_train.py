@@ -143,6 +143,13 @@ def test_loss_keywords_are_checked_when_built():
         specs.build_recon(specs.parse_loss("l1(sigma=2)"))
 
 
+def test_random_perceptual_backbones_are_named():
+    terms = specs.parse_loss("l1,perceptual=0.1,lpips(weights=None)=0.1")
+    assert specs.random_backbones(terms, "imagenet") == ["lpips"]
+    assert specs.random_backbones(terms, None) == ["perceptual", "lpips"]
+    assert specs.random_backbones(specs.parse_loss("l1,ssim"), None) == []
+
+
 def test_likelihood_is_reported_only_for_one_likelihood_term():
     lik = lambda s, ms=1, var="none": specs.likelihood_of(specs.parse_loss(s), ms, var)[0]
     assert lik("bce") == {"likelihood": "bernoulli"}
@@ -276,6 +283,10 @@ def test_a_few_unreadable_files_are_skipped_with_one_warning(tmp_path):
     config = json.loads((run / "config.json").read_text())
     assert config["data"]["train"] + config["data"]["val"] == 20
     assert "skipped 1 of 21" in config["data"]["notes"][0]
+    summary = (run / "summary.md").read_text()  # the report says so too, next to the metrics
+    notes = summary.split("## Notes\n", 1)[1].split("\n## ", 1)[0]
+    assert "- skipped 1 of 21 image files that could not be read (broken.png" in notes
+    assert "backbone" not in notes
 
 
 def test_folder_images_are_cropped_resized_converted_and_equalised(tmp_path):
@@ -359,6 +370,12 @@ def test_fashion_mnist_run_writes_everything(tmp_path, fmnist):
     assert fid["fd_samples"] >= 0 and fid["fd_floor_train_vs_test"] >= 0
     summary = (run / "summary.md").read_text()
     assert "![samples](samples.png)" in summary and f"{metrics['psnr']:.4g}" in summary
+    assert "## Notes" not in summary  # nothing to say: no section
+    # pictures of 32-px images are enlarged to 96-px tiles (2 px of padding)
+    from PIL import Image
+
+    assert Image.open(run / "samples.png").size == (8 * 98 + 2, 3 * 98 + 2)
+    assert Image.open(run / "reconstructions.png").size == (8 * 98 + 2, 4 * 98 + 2)
 
     vae = vk.VAE.load(run / "best.safetensors", expected_config=vk.presets.config("fmnist32"))
     assert vae(torch.rand(2, 1, 32, 32)).recon.shape == (2, 1, 32, 32)
@@ -398,6 +415,50 @@ def test_bf16_autocast_on_cpu(tmp_path, fmnist):
     assert all(p.dtype == torch.float32 for p in vae.parameters())  # autocast, not a cast
 
 
+def test_random_perceptual_backbone_is_noted_in_the_summary(tmp_path, fmnist, capsys):
+    argv = run_args(tmp_path, "--loss", "bce=1,perceptual(layers=('relu1_2',))=0.1",
+                    "--perceptual-weights", "none", "--max-steps", "1", "--fid-samples", "0",
+                    root=fmnist)  # fmt: skip
+    run = train.main(argv)
+    summary = (run / "summary.md").read_text()
+    notes = summary.split("## Notes\n", 1)[1].split("\n## ", 1)[0]
+    assert "- the perceptual term's backbone is random (--perceptual-weights none" in notes
+    assert "note: the perceptual term's backbone is random" in capsys.readouterr().out
+
+
+def test_train_rows_at_fixed_steps_hold_the_mean_since_the_last_row(tmp_path, fmnist):
+    """Rows at step 1, every --log-every steps, at every evaluation and at the last step; each
+    the mean of the steps since the row before (compared with a run that logs every step)."""
+    common = ["--max-steps", "7", "--eval-every", "3", "--no-final-metrics", "--image-every", "0"]
+    every = train.main(run_args(tmp_path / "a", *common, root=fmnist))  # --log-every 1
+    sparse = train.main(run_args(tmp_path / "b", *common, "--log-every", "5", "--log-seconds",
+                                 "0", root=fmnist))  # fmt: skip
+    per_step = {int(r["step"]): r for r in read_history(every) if r["split"] == "train"}
+    assert sorted(per_step) == list(range(1, 8))
+    rows = [r for r in read_history(sparse) if r["split"] == "train"]
+    assert [int(r["step"]) for r in rows] == [1, 3, 5, 6, 7]
+    previous = 0
+    for row in rows:
+        steps = range(previous + 1, int(row["step"]) + 1)
+        for key in ("total", "recon", "kl_raw"):
+            mean = sum(float(per_step[s][key]) for s in steps) / len(steps)
+            assert float(row[key]) == pytest.approx(mean, rel=1e-5), (row["step"], key)
+        previous = int(row["step"])
+
+
+def test_log_seconds_adds_rows_and_log_lines_between_fixed_steps(tmp_path, fmnist, capsys):
+    # a budget far below one step's time: a row and a log line after every step
+    argv = run_args(tmp_path, "--max-steps", "4", "--eval-every", "100", "--log-every", "100",
+                    "--log-seconds", "1e-9", "--no-final-metrics", root=fmnist)  # fmt: skip
+    run = train.main(argv)
+    assert [r["step"] for r in read_history(run) if r["split"] == "train"] == ["1", "2", "3", "4"]
+    out = capsys.readouterr().out
+    assert all(f"[train] step {s} (epoch" in out for s in (1, 2, 3, 4)), out
+    assert re.search(r"step 1 \(epoch 0\.\d+\) \| total [\d.]+, recon [\d.]+, kl_raw", out)
+    with pytest.raises(ValueError, match=r"--log-seconds must be a finite number >= 0"):
+        options.parse(["--preset", "fmnist32", "--data", "x", "--log-seconds", "-1"])
+
+
 def test_resume_continues_exactly(tmp_path, fmnist):
     """N steps in one go == N/2 steps, then --resume for N/2 more: the same weights, bit for bit
     (mid-epoch stop, an epoch boundary, flips, cosine LR and a beta ramp on the way)."""
@@ -414,6 +475,8 @@ def test_resume_continues_exactly(tmp_path, fmnist):
     b = vk.VAE.load(resumed / "last.safetensors").state_dict()
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a), "resumed weights differ"
+    # --log-every 1: a train row per step whatever --log-seconds decides, so each row is one
+    # step's loss and the rows of both runs are comparable
     rows_a = [r for r in read_history(straight) if r["split"] == "train"]
     rows_b = [r for r in read_history(resumed) if r["split"] == "train"]
     assert [(r["step"], r["lr"], r["total"]) for r in rows_a] == [

@@ -8,6 +8,8 @@ import sys
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import vaekit as vk
 from vaekit import viz
@@ -31,6 +33,57 @@ def test_make_grid_layout_and_range():
     assert grid[0, 1, 1] == 0 and grid[0, 1, 7] == 0.6 and grid[0, 3, 3] == 1.0
     assert grid[0, 3, 5] == 0.5 and grid[0, 0, 0] == 0.5  # empty cell and padding
     assert _in_unit(viz.make_grid(torch.randn(3, 3, 4, 4) * 5))  # clamped
+
+
+@settings(max_examples=30)
+@given(
+    n=st.integers(1, 5), nrow=st.integers(1, 4), h=st.integers(1, 5), w=st.integers(1, 5),
+    k=st.integers(1, 4), padding=st.integers(0, 3), seed=st.integers(0, 2**16),
+)  # fmt: skip
+def test_make_grid_upscale_is_nearest_neighbour(n, nrow, h, w, k, padding, seed):
+    x = torch.rand(n, 2, h, w, generator=torch.Generator().manual_seed(seed))
+    grid = viz.make_grid(x, nrow=nrow, padding=padding, pad_value=0.25, upscale=k)
+    cols, rows = min(nrow, n), -(-n // nrow)
+    assert grid.shape == (2, rows * (k * h + padding) + padding, cols * (k * w + padding) + padding)
+    block = torch.ones(k, k)
+    for i in range(n):  # each tile is the image with every pixel repeated as a k x k block
+        r, c = divmod(i, cols)
+        top, left = padding + r * (k * h + padding), padding + c * (k * w + padding)
+        for ch in range(2):
+            expected = torch.kron(x[i, ch], block)  # the reference: a Kronecker product
+            assert torch.equal(grid[ch, top : top + k * h, left : left + k * w], expected)
+    if padding:  # the padding stays `padding` pixels wide, it is not scaled
+        assert torch.equal(grid[:, :padding], torch.full_like(grid[:, :padding], 0.25))
+    assert torch.equal(viz.make_grid(x, nrow=nrow, padding=padding, upscale=1),
+                       viz.make_grid(x, nrow=nrow, padding=padding))  # fmt: skip
+
+
+def test_upscale_auto_makes_tiles_of_at_least_96_px():
+    for size, factor in ((28, 4), (32, 3), (48, 2), (64, 2), (96, 1), (128, 1)):
+        assert viz.upscale_factor("auto", (size, size)) == factor
+        assert size * factor >= viz.AUTO_TILE and (factor == 1 or size * (factor - 1) < 96)
+    assert viz.upscale_factor("auto", (32, 200)) == 3  # the shorter side decides
+    grid = viz.make_grid(torch.rand(3, 1, 32, 32), nrow=3, padding=0, upscale="auto")
+    assert grid.shape == (1, 96, 288)
+
+
+def test_grids_pass_upscale_on(vae, tmp_path):
+    from PIL import Image
+
+    g = lambda: torch.Generator().manual_seed(0)
+    small = viz.sample_grid(vae, n=2, temperatures=(1.0,), generator=g())
+    big = viz.sample_grid(vae, n=2, temperatures=(1.0,), generator=g(), upscale=2,
+                          path=tmp_path / "s.png")  # fmt: skip
+    assert big.shape == (1, 32 + 4, 2 * 34 + 2) and Image.open(tmp_path / "s.png").size == (70, 36)
+    torch.testing.assert_close(
+        big[:, 2:34, 2:34], torch.kron(small[:, 2:18, 2:18], torch.ones(2, 2))
+    )
+    x = torch.rand(2, 1, 16, 16)
+    assert viz.reconstruction_grid(x, x, nrow=2, upscale=3).shape == (1, 2 * 50 + 2, 2 * 50 + 2)
+    assert viz.interpolation_grid(vae, x[0], x[1], steps=3, upscale="auto").shape == (
+        1, 96 + 4, 5 * 98 + 2
+    )  # fmt: skip
+    assert viz.traversal_grid(vae, x[0], dims=[0], steps=2, upscale=2).shape == (1, 36, 70)
 
 
 def test_reconstruction_grid_pairs_rows_and_writes_png(tmp_path):
@@ -103,6 +156,39 @@ def test_plot_history_twin_axes_and_file(tmp_path):
     plt.close("all")
 
 
+def test_plot_history_constant_beta_goes_in_the_title_and_the_legend_below_the_axes(tmp_path):
+    import matplotlib.pyplot as plt
+
+    steps = list(range(0, 200, 10))
+    recon = [1.0 / (i + 1) for i in range(20)]
+    fig = viz.plot_history({"step": steps, "recon": recon, "beta": [0.8] * 20}, title="run",
+                           path=tmp_path / "c.png")  # fmt: skip
+    (ax,) = fig.axes  # a constant beta gets no axis of its own
+    assert ax.get_title() == "run (β = 0.8)"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["recon"]
+    fig.canvas.draw()  # the legend sits below the axes: it cannot cover a curve
+    assert ax.get_legend().get_window_extent().y1 <= ax.get_window_extent().y0
+    varying = viz.plot_history({"step": steps, "recon": recon, "beta": [i / 20 for i in range(20)]})
+    assert len(varying.axes) == 2 and varying.axes[1].get_ylabel() == "beta"
+    assert [t.get_text() for t in varying.axes[0].get_legend().get_texts()] == ["recon", "beta"]
+    nan_beta = viz.plot_history({"recon": [1.0, 0.5], "beta": [float("nan")] * 2})
+    assert len(nan_beta.axes) == 1 and nan_beta.axes[0].get_title() == ""
+    # beta constant where defined (NaN elsewhere): still constant
+    gaps = viz.plot_history({"recon": [1.0, 0.5, 0.2], "beta": [0.0, float("nan"), 0.0]})
+    assert len(gaps.axes) == 1 and gaps.axes[0].get_title() == "β = 0"
+    plt.close("all")
+
+
+def test_plot_history_draws_into_a_given_axes():
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    ax.plot([5, 10], [0.9, 0.4], "o", label="val")  # drawn first, listed after the history
+    assert viz.plot_history({"step": [0, 5, 10], "total": [1.0, 0.8, 0.5]}, ax=ax) is fig
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["total", "val"]
+    plt.close("all")
+
+
 def test_plot_history_without_matplotlib_names_the_extra(monkeypatch):
     real_import = builtins.__import__
 
@@ -150,6 +236,18 @@ def test_import_vaekit_does_not_import_torchvision_or_matplotlib():
         ),
         (lambda m: viz.traversal_grid(m, torch.rand(2, 1, 16, 16)), ValueError, "single image"),
         (lambda m: viz.traversal_grid(m, torch.rand(1, 16, 16), dims=[4]), ValueError, r"\[0, 4\)"),
+        (lambda m: viz.make_grid(torch.rand(2, 1, 8, 8), upscale=0), ValueError, "upscale"),
+        (lambda m: viz.make_grid(torch.rand(2, 1, 8, 8), upscale="big"), ValueError, "'auto'"),
+        (lambda m: viz.make_grid(torch.rand(2, 1, 8, 8), upscale=2.0), TypeError, "upscale"),
+        (lambda m: viz.make_grid(torch.rand(2, 1, 8, 8), upscale=True), TypeError, "upscale"),
+        (lambda m: viz.sample_grid(m, upscale=-1), ValueError, "upscale must be >= 1"),
+        (
+            lambda m: viz.reconstruction_grid(
+                torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 8), upscale=None
+            ),
+            TypeError,
+            "upscale",
+        ),
         (lambda m: viz.plot_history({}), ValueError, "empty"),
         (lambda m: viz.plot_history({"a": [1.0], "b": [1.0, 2.0]}), ValueError, "same length"),
         (lambda m: viz.plot_history(3), TypeError, "dict of lists"),

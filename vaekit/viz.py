@@ -2,7 +2,8 @@
 latent traversals (Higgins et al. 2017), and training curves.
 
 Every grid function returns one ``(C, H, W)`` float tensor in [0, 1] on the CPU, and writes a
-PNG when given ``path=``. Models run in eval mode under ``no_grad`` and get their train/eval
+PNG when given ``path=``; ``upscale=`` enlarges small tiles by nearest neighbour (every pixel
+becomes a k x k block, nothing is interpolated) so that 32-px images stay readable. Models run in eval mode under ``no_grad`` and get their train/eval
 modes back. Only pillow (for ``path=``, a torchvision dependency) and matplotlib (for
 :func:`plot_history`, the ``examples`` extra) are needed, and both are imported lazily.
 """
@@ -17,7 +18,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-from ._validation import check_choice, check_float_tensor, check_image
+from ._validation import check_choice, check_float_tensor, check_image, check_int
 from .metrics._common import evaluating, model_device
 
 __all__ = [
@@ -29,9 +30,11 @@ __all__ = [
     "save_image",
     "to_pil",
     "traversal_grid",
+    "upscale_factor",
 ]
 
 _EXTRA_HINT = 'pip install "vaekit[examples]"'
+AUTO_TILE = 96  # upscale="auto": the smallest whole factor that makes tiles at least this big
 
 
 # -- grids ------------------------------------------------------------------------------------
@@ -42,6 +45,30 @@ def _to_unit(x: torch.Tensor, value_range: tuple[float, float]) -> torch.Tensor:
     return ((x.detach().float().cpu() - lo) / (hi - lo)).clamp(0.0, 1.0)
 
 
+def upscale_factor(upscale: int | str, tile_size: tuple[int, int]) -> int:
+    """The whole nearest-neighbour factor for tiles of ``tile_size`` (H, W).
+
+    Args:
+        upscale: an int >= 1 (1: unchanged), or ``"auto"``: the smallest factor that makes the
+            shorter tile side at least :data:`AUTO_TILE` (96) pixels, 1 for tiles that already are.
+        tile_size: (H, W) of one tile.
+
+    Example:
+        >>> import vaekit as vk
+        >>> [vk.viz.upscale_factor("auto", (s, s)) for s in (28, 32, 64, 96, 256)]
+        [4, 3, 2, 1, 1]
+        >>> vk.viz.upscale_factor(2, (32, 32))
+        2
+    """
+    if isinstance(upscale, str):
+        if upscale != "auto":
+            raise ValueError(f"upscale must be an int >= 1 or 'auto', got {upscale!r}")
+        return max(1, math.ceil(AUTO_TILE / max(1, min(tile_size))))
+    if isinstance(upscale, bool) or not isinstance(upscale, int):
+        raise TypeError(f"upscale must be an int >= 1 or 'auto', got {type(upscale).__name__}")
+    return check_int(upscale, "upscale", minimum=1)
+
+
 def make_grid(
     images: torch.Tensor,
     nrow: int = 8,
@@ -49,23 +76,41 @@ def make_grid(
     padding: int = 2,
     pad_value: float = 1.0,
     value_range: tuple[float, float] = (0.0, 1.0),
+    upscale: int | str = 1,
 ) -> torch.Tensor:
     """Tile ``(N, C, H, W)`` images into one ``(C, H', W')`` picture, ``nrow`` per row.
 
     Values are mapped from ``value_range`` to [0, 1] and clamped (a decoder with
     ``output="identity"`` can overshoot).
 
+    Args:
+        images: the tiles; nrow: tiles per row.
+        padding: pixels between tiles and around the grid (of the output, not scaled).
+        pad_value: the padding's value in [0, 1].
+        value_range: pixel range mapped to [0, 1].
+        upscale: nearest-neighbour factor per tile, an int >= 1 (default 1: unchanged), or
+            ``"auto"`` (see :func:`upscale_factor`: 32-px tiles become 96 px).
+
+    Shape:
+        images: (N, C, H, W); output: (C, rows * (k*H + padding) + padding,
+        cols * (k*W + padding) + padding) with k the upscale factor.
+
     Example:
         >>> import torch, vaekit as vk
         >>> vk.viz.make_grid(torch.rand(6, 3, 8, 8), nrow=3, padding=1).shape
         torch.Size([3, 19, 28])
+        >>> vk.viz.make_grid(torch.rand(6, 3, 8, 8), nrow=3, padding=1, upscale=2).shape
+        torch.Size([3, 35, 52])
     """
     check_image(images, "images")
     if isinstance(nrow, bool) or not isinstance(nrow, int) or nrow < 1:
         raise ValueError(f"nrow must be a positive int, got {nrow!r}")
     if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
         raise ValueError(f"padding must be an int >= 0, got {padding!r}")
+    k = upscale_factor(upscale, tuple(images.shape[-2:]))
     x = _to_unit(images, value_range)
+    if k > 1:  # nearest neighbour: every pixel becomes a k x k block
+        x = x.repeat_interleave(k, dim=-2).repeat_interleave(k, dim=-1)
     n, c, h, w = x.shape
     cols, rows = min(nrow, n), math.ceil(n / nrow)
     grid = torch.full(
@@ -127,6 +172,7 @@ def reconstruction_grid(
     *,
     nrow: int = 8,
     value_range: tuple[float, float] = (0.0, 1.0),
+    upscale: int | str = 1,
     path: str | os.PathLike | None = None,
 ) -> torch.Tensor:
     """Originals and reconstructions in alternating rows (row 1 inputs, row 2 their recons...).
@@ -135,6 +181,8 @@ def reconstruction_grid(
         x: input images; x_hat: reconstructions of the same shape (e.g. ``vae.reconstruct(x)``).
         nrow: images per row.
         value_range: pixel range mapped to [0, 1].
+        upscale: nearest-neighbour factor per tile, an int >= 1 or ``"auto"`` (tiles of at least
+            96 px; see :func:`upscale_factor`); default 1 keeps the images' size.
         path: optional file to write (PNG etc.).
 
     Shape:
@@ -145,7 +193,10 @@ def reconstruction_grid(
         >>> x = torch.rand(4, 1, 8, 8)
         >>> vk.viz.reconstruction_grid(x, x, nrow=4, path=None).shape   # 2 rows of 4
         torch.Size([1, 22, 42])
+        >>> vk.viz.reconstruction_grid(x, x, nrow=4, upscale=3).shape   # 24-px tiles
+        torch.Size([1, 54, 106])
     """
+    upscale_factor(upscale, (1, 1))  # bad values fail before any work
     check_image(x, "x")
     check_image(x_hat, "x_hat")
     if x.shape != x_hat.shape:
@@ -161,7 +212,7 @@ def reconstruction_grid(
             blank = a.new_full((cols - a.shape[0], *a.shape[1:]), value_range[1])
             a, b = torch.cat([a, blank]), torch.cat([b, blank])
         rows += [a, b]
-    grid = make_grid(torch.cat(rows), nrow=cols, value_range=value_range)
+    grid = make_grid(torch.cat(rows), nrow=cols, value_range=value_range, upscale=upscale)
     return _finish(grid, path)
 
 
@@ -172,6 +223,7 @@ def sample_grid(
     *,
     generator: torch.Generator | None = None,
     value_range: tuple[float, float] = (0.0, 1.0),
+    upscale: int | str = 1,
     path: str | os.PathLike | None = None,
 ) -> torch.Tensor:
     """Prior samples, one row per temperature, the *same* noise in every column.
@@ -184,6 +236,9 @@ def sample_grid(
     Args:
         vae: a VAE; ``n``: samples per row; ``temperatures``: std of the prior draw per row.
         generator: for a reproducible grid (on the model's device).
+        upscale: nearest-neighbour factor per tile, an int >= 1 or ``"auto"`` (tiles of at least
+            96 px; see :func:`upscale_factor`); default 1 keeps the images' size.
+        path: optional file to write.
 
     Shape:
         output: (C, H', W') in [0, 1].
@@ -197,6 +252,7 @@ def sample_grid(
         torch.Size([1, 22, 32])
     """
     vae = _check_vae(vae)
+    upscale_factor(upscale, (1, 1))
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive int, got {n!r}")
     temps = list(temperatures)
@@ -214,7 +270,8 @@ def sample_grid(
         eps = torch.randn((n, *vae.latent_shape), generator=generator, device=device, dtype=dtype)
         z = torch.cat([eps * t for t in temps])
         images = vae.decode(z)
-    return _finish(make_grid(images, nrow=n, value_range=value_range), path)
+    grid = make_grid(images, nrow=n, value_range=value_range, upscale=upscale)
+    return _finish(grid, path)
 
 
 def interpolation_grid(
@@ -226,6 +283,7 @@ def interpolation_grid(
     *,
     show_inputs: bool = True,
     value_range: tuple[float, float] = (0.0, 1.0),
+    upscale: int | str = 1,
     path: str | os.PathLike | None = None,
 ) -> torch.Tensor:
     """Decoded paths between the posterior means of ``x_a`` and ``x_b``, one row per pair.
@@ -235,6 +293,9 @@ def interpolation_grid(
         steps: points on the path including both ends.
         method: ``"slerp"`` or ``"linear"`` (see :meth:`vaekit.VAE.interpolate`).
         show_inputs: frame each row with the two input images.
+        upscale: nearest-neighbour factor per tile, an int >= 1 or ``"auto"`` (tiles of at least
+            96 px; see :func:`upscale_factor`); default 1 keeps the images' size.
+        path: optional file to write.
 
     Shape:
         output: (C, H', W') with B rows of ``steps`` (+ 2) images, in [0, 1].
@@ -248,6 +309,7 @@ def interpolation_grid(
         torch.Size([1, 12, 62])
     """
     vae = _check_vae(vae)
+    upscale_factor(upscale, (1, 1))
     check_choice(method, ("slerp", "linear"), "method")
     xa, xb = _as_batch(x_a, "x_a"), _as_batch(x_b, "x_b")
     if xa.shape != xb.shape:
@@ -259,7 +321,9 @@ def interpolation_grid(
     rows = path_images.transpose(0, 1).detach().cpu()  # (B, S, C, H, W)
     if show_inputs:
         rows = torch.cat([xa.detach().cpu()[:, None], rows, xb.detach().cpu()[:, None]], 1)
-    grid = make_grid(rows.flatten(0, 1), nrow=rows.shape[1], value_range=value_range)
+    grid = make_grid(
+        rows.flatten(0, 1), nrow=rows.shape[1], value_range=value_range, upscale=upscale
+    )
     return _finish(grid, path)
 
 
@@ -271,6 +335,7 @@ def traversal_grid(
     *,
     steps: int = 7,
     value_range: tuple[float, float] = (0.0, 1.0),
+    upscale: int | str = 1,
     path: str | os.PathLike | None = None,
 ) -> torch.Tensor:
     """Latent traversals (Higgins et al. 2017): one row per latent dimension.
@@ -285,6 +350,9 @@ def traversal_grid(
             first.
         span: traverse from ``-span`` to ``+span``.
         steps: images per row.
+        upscale: nearest-neighbour factor per tile, an int >= 1 or ``"auto"`` (tiles of at least
+            96 px; see :func:`upscale_factor`); default 1 keeps the images' size.
+        path: optional file to write.
 
     Shape:
         output: (C, H', W') with ``len(dims)`` rows of ``steps`` images, in [0, 1].
@@ -297,6 +365,7 @@ def traversal_grid(
         torch.Size([1, 22, 52])
     """
     vae = _check_vae(vae)
+    upscale_factor(upscale, (1, 1))
     xb = _as_batch(x, "x")
     if xb.shape[0] != 1:
         raise ValueError(
@@ -325,7 +394,8 @@ def traversal_grid(
         for row, d in enumerate(dims):
             z[row, :, d] = values
         images = vae.decode(z.view(-1, *vae.latent_shape))
-    return _finish(make_grid(images, nrow=steps, value_range=value_range), path)
+    grid = make_grid(images, nrow=steps, value_range=value_range, upscale=upscale)
+    return _finish(grid, path)
 
 
 # -- curves -----------------------------------------------------------------------------------
@@ -371,6 +441,14 @@ def _history_columns(history: object) -> dict[str, list[float]]:
     return {k: [float(v) for v in vals] for k, vals in cols.items()}
 
 
+def _constant(values: Sequence[float]) -> float | None:
+    """The common value of the finite entries if they are all equal (up to rounding), else None."""
+    finite = [v for v in values if math.isfinite(v)]
+    if finite and math.isclose(min(finite), max(finite), rel_tol=1e-9, abs_tol=1e-12):
+        return finite[0]
+    return None
+
+
 def plot_history(
     history: Mapping[str, Sequence[float]] | Sequence[Mapping[str, float]],
     *,
@@ -378,16 +456,24 @@ def plot_history(
     step_key: str = "step",
     log_scale: bool = False,
     title: str | None = None,
+    ax=None,
     path: str | os.PathLike | None = None,
 ):
-    """Loss terms on the left axis, β on a twin right axis; returns the matplotlib Figure.
+    """Loss terms on the left axis, a changing β on a twin right axis; returns the Figure.
+
+    A β that is the same at every row gets no axis of its own: its value goes in the title
+    (``β = 0.8``). The legend sits below the axes, never over the curves; series with 20 points
+    or fewer are drawn with markers (a single point stays visible).
 
     Args:
         history: ``{"total": [...], "kl": [...], "beta": [...]}`` or a list of per-step dicts
             (e.g. ``{"step": s, **loss.terms, "beta": loss.beta}``); missing values are NaN.
-        beta_key: the column drawn on the right axis (skipped if absent).
+        beta_key: the column drawn on the right axis (skipped if absent or all NaN).
         step_key: the column used as x axis (default: the row index).
         log_scale: log-scale the loss axis.
+        title: the axes title.
+        ax: a matplotlib ``Axes`` to draw into (default: a new figure). Lines already on it
+            (e.g. validation points) join the legend.
         path: optional file to save the figure to.
 
     Raises:
@@ -399,32 +485,49 @@ def plot_history(
         ...                            "beta": [0.0, 0.5, 1.0]})
         >>> [ax.get_ylabel() for ax in fig.axes]
         ['loss', 'beta']
+        >>> fig = vk.viz.plot_history({"recon": [3.0, 2.0], "beta": [0.8, 0.8]}, title="run")
+        >>> len(fig.axes), fig.axes[0].get_title()
+        (1, 'run (β = 0.8)')
     """
     cols = _history_columns(history)
     plt = _import_pyplot()
     steps = cols.pop(step_key, None) or list(range(len(next(iter(cols.values())))))
     beta = cols.pop(beta_key, None)
-    fig, ax = plt.subplots(figsize=(7, 4))
+    if beta is not None and not any(math.isfinite(b) for b in beta):
+        beta = None
+    beta_name = "β" if beta_key == "beta" else beta_key
+    constant_beta = None if beta is None else _constant(beta)
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
+    else:
+        fig = ax.figure
+    earlier = ax.get_legend_handles_labels()  # lines the caller drew first go last
     for name, vals in cols.items():
-        ax.plot(steps, vals, label=name)
+        few = sum(math.isfinite(v) for v in vals) <= 20
+        ax.plot(steps, vals, label=name, marker="o" if few else None, markersize=3)
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     if log_scale:
         ax.set_yscale("log")
-    handles, labels = ax.get_legend_handles_labels()
-    if beta is not None:
+    own = ax.get_legend_handles_labels()
+    handles = own[0][len(earlier[0]) :] + earlier[0]
+    labels = own[1][len(earlier[1]) :] + earlier[1]
+    if beta is not None and constant_beta is None:
         ax2 = ax.twinx()
         (line,) = ax2.plot(steps, beta, color="black", linestyle="--", label=beta_key)
         ax2.set_ylabel(beta_key)
         handles, labels = [*handles, line], [*labels, beta_key]
-    if handles:
-        ax.legend(handles, labels, loc="best")
+    if constant_beta is not None:
+        note = f"{beta_name} = {constant_beta:g}"
+        title = f"{title} ({note})" if title else note
+    if handles:  # below the axes, clear of the tick labels and the x label
+        ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0),
+                  borderaxespad=3.2, ncols=min(len(handles), 4), frameon=False)  # fmt: skip
     if title:
         ax.set_title(title)
-    fig.tight_layout()
     if path is not None:
         parent = os.path.dirname(os.fspath(path))
         if parent:
             os.makedirs(parent, exist_ok=True)
-        fig.savefig(os.fspath(path))
+        fig.savefig(os.fspath(path), bbox_inches="tight")
     return fig

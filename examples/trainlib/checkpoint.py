@@ -61,7 +61,8 @@ def load_state(path: Path) -> dict:
 
 
 class History:
-    """Rows of numbers (train every ``--log-every`` steps, val at every evaluation)."""
+    """Rows of numbers: train rows (means since the last row; when they come: see train.py and
+    ``--log-every``/``--log-seconds``) and a val row at every evaluation."""
 
     def __init__(self, rows: list[dict] | None = None) -> None:
         self.rows = rows or []

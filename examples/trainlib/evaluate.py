@@ -70,24 +70,27 @@ def validation_terms(vae, loss_fn, loader, rt, *, channels_last: bool, seed: int
 
 # -- pictures --------------------------------------------------------------------------------------
 def save_pictures(vae, images: torch.Tensor, folder: Path, prefix: str, *, seed: int) -> None:
-    """Reconstructions, samples at three temperatures and interpolations of ``images``."""
+    """Reconstructions, samples at three temperatures and interpolations of ``images``; small
+    images are enlarged by nearest neighbour (``upscale="auto"``: tiles of at least 96 px)."""
     device = next(vae.parameters()).device
     x = images[:16].to(device)
     with evaluating(vae):
         recon = vae.reconstruct(x)
-    vk.viz.reconstruction_grid(x, recon, nrow=8, path=folder / f"{prefix}reconstructions.png")
+    vk.viz.reconstruction_grid(
+        x, recon, nrow=8, upscale="auto", path=folder / f"{prefix}reconstructions.png"
+    )
     gen = torch.Generator(device=device).manual_seed(seed)
-    vk.viz.sample_grid(vae, 8, (0.5, 0.8, 1.0), generator=gen, path=folder / f"{prefix}samples.png")
+    vk.viz.sample_grid(vae, 8, (0.5, 0.8, 1.0), generator=gen, upscale="auto",
+                       path=folder / f"{prefix}samples.png")  # fmt: skip
     half = min(4, len(x) // 2)
     if half:
-        vk.viz.interpolation_grid(
-            vae, x[:half], x[half : 2 * half], steps=8, path=folder / f"{prefix}interpolations.png"
-        )
+        vk.viz.interpolation_grid(vae, x[:half], x[half : 2 * half], steps=8, upscale="auto",
+                                  path=folder / f"{prefix}interpolations.png")  # fmt: skip
 
 
 def plot_losses(history, path: Path, data_dims: int) -> None:
-    """Train total/recon and KL per data dimension (vk.viz.plot_history, β on the right axis),
-    with the validation total at the final β as dots."""
+    """Train total/recon and KL per data dimension (vk.viz.plot_history: a changing β on the
+    right axis, a constant one in the title), with the validation total at the final β as dots."""
     import matplotlib.pyplot as plt
 
     train = [
@@ -101,19 +104,12 @@ def plot_losses(history, path: Path, data_dims: int) -> None:
     values = [v for r in train for k, v in r.items() if k not in ("step", "beta")]
     values += [t for _, t in val]
     positive = all(v > 0 for v in values if math.isfinite(v))
+    fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
+    if train and val:  # drawn first: plot_history puts it in the legend after the train lines
+        ax.plot(*zip(*val), color="tab:red", marker="o", markersize=4, linestyle=":",
+                label="val total (final β)")  # fmt: skip
     base = train or [{"step": s, "val total": t} for s, t in val]
-    fig = vk.viz.plot_history(base, log_scale=positive, title="training curves")
-    ax = fig.axes[0]
-    if train and val:
-        ax.plot(*zip(*val), marker="o", label="val total (final β)")
-        handles, labels = [], []
-        for a in fig.axes:
-            h, lab = a.get_legend_handles_labels()
-            handles, labels = handles + h, labels + lab
-        ax.legend(handles, labels, loc="best")
-    else:
-        for line in ax.get_lines():
-            line.set_marker("o")
+    vk.viz.plot_history(base, log_scale=positive, title="training curves", ax=ax)
     fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
 
@@ -277,10 +273,20 @@ def _fmt(value: object) -> str:
 
 
 def write_summary(
-    path: Path, *, title: str, facts: dict, metrics: dict, pictures: list[str]
+    path: Path,
+    *,
+    title: str,
+    facts: dict,
+    metrics: dict,
+    pictures: list[str],
+    notes: tuple[str, ...] | list[str] = (),
 ) -> None:
+    """summary.md: the facts of the run, a "Notes" section when there is something that
+    qualifies the numbers (skipped files, a random perceptual backbone), metrics, pictures."""
     lines = [f"# {title}", "", "| | |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in facts.items()]
+    if notes:
+        lines += ["", "## Notes", ""] + [f"- {note}" for note in notes]
     split, count = metrics.get("eval_split", "?"), metrics.get("eval_images", "?")
     lines += ["", f"## Metrics ({split} set, {count} images, best checkpoint)", ""]
     lines += ["| metric | value |", "|---|---|"]

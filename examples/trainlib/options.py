@@ -186,7 +186,22 @@ def build_parser(description: str = "", *, with_defaults: bool = True) -> argpar
     add(
         g, "--image-every", type=int, default=5, help="pictures every N epochs (0: only at the end)"
     )
-    add(g, "--log-every", type=int, default=50, help="history.csv train rows every N steps")
+    add(
+        g,
+        "--log-every",
+        type=int,
+        default=50,
+        help="a history.csv train row (the mean since the last row) at least every N steps; "
+        "also at step 1, at every evaluation and at the last step",
+    )
+    add(
+        g,
+        "--log-seconds",
+        type=float,
+        default=30.0,
+        help="also a train row, and a log line when there is no progress bar, once this many "
+        "seconds of wall-clock time have passed since the last one (0: rows at fixed steps only)",
+    )
 
     g = p.add_argument_group("final metrics")
     add(
@@ -387,7 +402,7 @@ def validate(args: argparse.Namespace) -> None:
         value = getattr(args, key)
         if value is not None and value < 0:
             raise ValueError(f"--{key.replace('_', '-')} must be >= 0, got {value}")
-    for key in ("lr", "weight_decay", "clip_grad", "free_bits"):
+    for key in ("lr", "weight_decay", "clip_grad", "free_bits", "log_seconds"):
         value = getattr(args, key)
         if not (math.isfinite(value) and value >= (1e-300 if key == "lr" else 0)):
             raise ValueError(

@@ -422,6 +422,16 @@ def build_recon(
     return recon
 
 
+def random_backbones(terms: list[LossTerm], perceptual_weights: str | None) -> list[str]:
+    """The ``perceptual``/``lpips`` terms whose backbone is random (``weights=None`` in the term,
+    or ``--perceptual-weights none`` for terms that leave ``weights`` unset)."""
+    return [
+        t.name
+        for t in terms
+        if t.name in ("perceptual", "lpips") and t.kwargs.get("weights", perceptual_weights) is None
+    ]
+
+
 def likelihood_of(terms: list[LossTerm], multiscale: int, variance: str) -> tuple[dict | None, str]:
     """Which ``vk.metrics`` likelihood makes the trained objective an ELBO.
 
