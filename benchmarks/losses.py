@@ -19,9 +19,13 @@ The pairs are timed interleaved (a, b, a, b, ...) so that load from other proces
 
 ``--peers`` adds the loss packages a user could pick instead (``benchmarks/run.py --parts
 losses`` uses the same rows): pytorch-msssim, piq, kornia, lpips, focal-frequency-loss and
-MONAI, each next to the vaekit loss that computes the same thing, at 32x3x64x64 and
-32x1x256x256. A peer that is missing, needs a weights download, or refuses the image size is
-a row that says so.
+MONAI, each next to the vaekit loss that computes the same value (up to float rounding;
+network losses: the same architecture, random weights), at 32x3x64x64 and 32x1x256x256.
+Where a peer needs other arguments or a rescaling to compute that value, the pair applies
+them (kornia's SSIM is ``(1 - SSIM) / 2``; MONAI's JukeboxLoss transforms over channels
+too). Peers without a vaekit loss of the same definition are not paired (kornia's
+``MS_SSIMLoss``, an MS-SSIM + L1 mix; MONAI's ResNet-50 perceptual loss). A peer that is
+missing, needs a weights download, or refuses the image size is a row that says so.
 
 Perceptual and LPIPS use random backbones (``weights=None``): the timing is the same as with
 ImageNet weights, and the benchmark never needs a download.
@@ -192,38 +196,36 @@ def _peer_pairs() -> list[tuple[str, Callable, str, str, Callable]]:
     def kornia_ssim():
         import kornia
 
-        return kornia.losses.SSIMLoss(11)
-
-    def kornia_ms_ssim():
-        import kornia
-
-        return kornia.losses.MS_SSIMLoss()
+        # kornia's SSIMLoss is (1 - SSIM) / 2 with "same" padding; vaekit (like
+        # pytorch-msssim) averages SSIM over the valid window positions
+        loss = kornia.losses.SSIMLoss(11, padding="valid")
+        return lambda a, b: 2 * loss(a, b)
 
     def monai_ssim():
         from monai.losses import SSIMLoss
 
         return SSIMLoss(spatial_dims=2, data_range=1.0)
 
-    def monai_perceptual(net):
-        def build():
-            from monai.losses import PerceptualLoss
+    def monai_lpips_vgg():
+        from monai.losses import PerceptualLoss
 
-            if net in _TORCHVISION_WEIGHTS:  # lpips trunk: torchvision ImageNet weights
-                name = _TORCHVISION_WEIGHTS[net]
-                where = Path(torch.hub.get_dir()) / "checkpoints"
-                if not (where / name).is_file():  # never download from a benchmark
-                    raise FileNotFoundError(f"needs ImageNet weights {name} in {where}")
-
-            loss = PerceptualLoss(spatial_dims=2, network_type=net, pretrained=False)
-            # MONAI z-scores its inputs in place (it would overwrite the caller's images)
-            return _gray_to_rgb(lambda a, b: loss(a.clone(), b.clone()))
-
-        return build
+        # MONAI's "vgg" is lpips.LPIPS(net="vgg") (heads random with pretrained=False), whose
+        # trunk loads torchvision ImageNet weights
+        name = _TORCHVISION_WEIGHTS["vgg"]
+        where = Path(torch.hub.get_dir()) / "checkpoints"
+        if not (where / name).is_file():  # never download from a benchmark
+            raise FileNotFoundError(f"needs ImageNet weights {name} in {where}")
+        loss = PerceptualLoss(spatial_dims=2, network_type="vgg", pretrained=False)
+        # lpips takes [-1, 1] images; vaekit's LPIPSLoss maps [0, 1] to [-1, 1] itself
+        return _gray_to_rgb(lambda a, b: loss(2 * a - 1, 2 * b - 1))
 
     def monai_jukebox():
         from monai.losses import JukeboxLoss
 
-        return JukeboxLoss(spatial_dims=2)
+        loss = JukeboxLoss(spatial_dims=2)
+        # JukeboxLoss(spatial_dims=2) runs fftn over (C, H, W); one channel per image makes it
+        # the per-channel 2-D spectrum that vaekit's fft uses (mean over B·C·H·W either way)
+        return lambda a, b: loss(a.reshape(-1, 1, *a.shape[-2:]), b.reshape(-1, 1, *b.shape[-2:]))
 
     def ffl():
         from focal_frequency_loss import FocalFrequencyLoss
@@ -243,22 +245,19 @@ def _peer_pairs() -> list[tuple[str, Callable, str, str, Callable]]:
     return [
         ("ssim", ssim, "pytorch-msssim", "pytorch_msssim.ssim", msssim("ssim")),
         ("ssim", ssim, "piq", "piq.SSIMLoss", piq_loss("SSIMLoss")),
-        ("ssim", ssim, "kornia", "kornia.losses.SSIMLoss(11)", kornia_ssim),
+        ("ssim", ssim, "kornia", "2 * kornia.losses.SSIMLoss(11, padding='valid')", kornia_ssim),
         ("ssim", ssim, "monai", "monai.losses.SSIMLoss", monai_ssim),
         ("ms_ssim", ms_ssim, "pytorch-msssim", "pytorch_msssim.ms_ssim", msssim("ms_ssim")),
         ("ms_ssim", ms_ssim, "piq", "piq.MultiScaleSSIMLoss", piq_loss("MultiScaleSSIMLoss")),
-        ("ms_ssim", ms_ssim, "kornia", "kornia.losses.MS_SSIMLoss (MS-SSIM + L1 mix)",
-         kornia_ms_ssim),
         ("lpips (alex)", lambda: vk.losses.LPIPSLoss(weights=None), "lpips",
          "lpips.LPIPS(net='alex')", lpips_ref),
-        ("perceptual (VGG16)", lambda: vk.losses.PerceptualLoss(weights=None), "monai",
-         "monai PerceptualLoss(vgg)", monai_perceptual("vgg")),
-        ("perceptual (VGG16)", lambda: vk.losses.PerceptualLoss(weights=None), "monai",
-         "monai PerceptualLoss(resnet50)", monai_perceptual("resnet50")),
+        ("lpips (vgg)", lambda: vk.losses.LPIPSLoss(net="vgg", weights=None), "monai",
+         "monai PerceptualLoss(vgg) (LPIPS-VGG)", monai_lpips_vgg),
         ("fft (focal=1)", lambda: vk.losses.FFTLoss(focal=1.0), "focal-frequency-loss",
          "FocalFrequencyLoss()", ffl),
-        ("fft (amplitude)", lambda: vk.losses.FFTLoss(amplitude_only=True), "monai",
-         "monai JukeboxLoss", monai_jukebox),
+        ("fft (amplitude, squared)",
+         lambda: vk.losses.FFTLoss(amplitude_only=True, squared=True), "monai",
+         "monai JukeboxLoss (per channel)", monai_jukebox),
     ]  # fmt: skip
 
 

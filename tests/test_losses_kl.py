@@ -246,11 +246,11 @@ def test_vaeloss_bad_arguments(batch):
     _, x = batch
     out = vae_output(x)
     with pytest.raises(ValueError, match="finite number >= 0"):
-        vk.losses.VAELoss(recon="l1", beta=lambda s: -1.0)(out, x)
+        vk.losses.VAELoss(recon="l1", beta=lambda s: -1.0)(out, x, step=0)
     with pytest.raises(ValueError, match="finite number >= 0"):
-        vk.losses.VAELoss(recon="l1", beta=lambda s: float("nan"))(out, x)
+        vk.losses.VAELoss(recon="l1", beta=lambda s: float("nan"))(out, x, step=0)
     with pytest.raises(TypeError, match="must return a number"):
-        vk.losses.VAELoss(recon="l1", beta=lambda s: "1")(out, x)
+        vk.losses.VAELoss(recon="l1", beta=lambda s: "1")(out, x, step=0)
     with pytest.raises(ValueError, match="beta must be >= 0"):
         vk.losses.VAELoss(recon="l1", beta=-0.1)
     with pytest.raises(ValueError, match="reduce to a scalar"):
@@ -261,6 +261,40 @@ def test_vaeloss_bad_arguments(batch):
         vk.losses.VAELoss(recon="l1")(out, x[..., :8, :8])
     with pytest.raises(TypeError, match="kl must be"):
         vk.losses.VAELoss(recon="l1", kl=vk.losses.L1Loss())
+
+
+def test_a_schedule_needs_the_step(batch):
+    _, x = batch
+    out = vae_output(x)
+    for beta in (vk.schedules.Linear(0.0, 1.0, steps=10), lambda step: min(1.0, step / 10)):
+        loss = vk.losses.VAELoss(recon="l1", beta=beta)
+        with pytest.raises(TypeError, match=r"beta is a schedule .*pass step="):
+            loss(out, x)  # would train at beta(0) = 0 forever
+        assert loss(out, x, step=5).beta == 0.5
+    for beta in (0.25, vk.schedules.Constant(0.25)):  # no step needed
+        res = vk.losses.VAELoss(recon="l1", beta=beta)(out, x)
+        assert res.beta == 0.25
+        torch.testing.assert_close(
+            res.total, vk.losses.VAELoss(recon="l1", beta=beta)(out, x, step=7).total
+        )
+
+
+@pytest.mark.parametrize("reduction", ["sum", "batchmean"])
+def test_multiscale_sum_pairs_with_the_kl_on_one_scale(batch, reduction):
+    # on images constant on 4x4 blocks every level equals the full-resolution one, so
+    # kl_scale="auto" must see MultiScale(mse) exactly as mse: the same total
+    noisy, x = batch
+
+    def blocky(t):
+        return t[..., ::4, ::4].repeat_interleave(4, -2).repeat_interleave(4, -1)
+
+    out = vae_output(x)
+    out = vk.VAEOutput(recon=blocky(noisy), posterior=out.posterior, z=out.z)
+    mse = vk.losses.MSELoss(reduction=reduction)
+    plain = vk.losses.VAELoss(recon=mse)(out, blocky(x))
+    multi = vk.losses.VAELoss(recon=vk.losses.MultiScale(mse, scales=3))(out, blocky(x))
+    torch.testing.assert_close(multi.total, plain.total)
+    assert float(plain.total - plain.terms["recon"]) > 0.1 * float(plain.total)  # KL matters
 
 
 def test_kl_and_vaeloss_compile_without_graph_breaks(batch):

@@ -8,6 +8,7 @@ dtype checks are static and always run.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -107,12 +108,18 @@ def check_same_shape(
 def check_range(
     x: torch.Tensor, low: float, high: float, name: str = "input", hint: str = ""
 ) -> None:
-    """Require ``low <= x <= high`` (skipped under ``torch.compile``)."""
+    """Require ``low <= x <= high`` (skipped under ``torch.compile``).
+
+    NaN/Inf values get the :func:`check_finite` message, not the range one: a NaN comes from
+    the model, and the range ``hint`` (about scaling the images) would point the wrong way.
+    """
     if is_compiling() or x.numel() == 0:
         return
     lo, hi = torch.aminmax(x.detach())
     lo, hi = float(lo), float(hi)
     if not (low <= lo and hi <= high):  # also catches NaN, which fails every comparison
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            check_finite(x, name)
         raise ValueError(
             f"{name} must lie in [{low:g}, {high:g}], got values in [{lo:.4g}, {hi:.4g}]"
             + (f"; {hint}" if hint else "")

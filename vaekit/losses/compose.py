@@ -17,12 +17,16 @@ from torch import nn
 
 from .._validation import check_image, check_positive
 from .kl import KL
+from .perceptual import LPIPSLoss, PerceptualLoss
 from .registry import build, name_of
+from .structural import MSSSIMLoss, SSIMLoss
 
 __all__ = ["RESERVED_TERMS", "MultiScale", "Weighted", "loss_terms", "reduction_of"]
 
 # names VAELoss puts in LossOutput.terms itself
 RESERVED_TERMS = ("recon", "kl", "kl_raw", "total")
+# built-ins whose value is one number per image (reduction="none" gives (B,))
+_PER_IMAGE_LOSSES = (SSIMLoss, MSSSIMLoss, PerceptualLoss, LPIPSLoss)
 
 
 def _accepts_logvar(loss: nn.Module) -> bool:
@@ -165,13 +169,57 @@ class Weighted(nn.Module):
         return f"weights={self.weights}"
 
 
+def _sums_over_pixels(loss: nn.Module) -> bool:
+    """Whether a loss's ``"sum"``/``"batchmean"`` value adds up per-pixel values (and so grows
+    with the image), as for ``l1``, ``mse``, ``bce``, ``fft``, the likelihoods; False for the
+    per-image losses (``ssim``, ``ms_ssim``, ``perceptual``, ``lpips``: ``"none"`` gives (B,)).
+
+    A custom loss declares the latter with a ``per_image = True`` attribute.
+    """
+    declared = getattr(loss, "per_image", None)
+    if declared is not None:
+        return not declared
+    if isinstance(loss, MultiScale):
+        return _sums_over_pixels(loss.loss)
+    if isinstance(loss, Weighted):
+        kinds = {_sums_over_pixels(term) for term in loss.losses.values()}
+        if len(kinds) > 1:
+            raise ValueError(
+                "a Weighted loss nested inside another term mixes per-pixel and per-image losses "
+                "under a 'sum'/'batchmean' reduction, so MultiScale cannot put its coarse levels "
+                "on the full-resolution scale; pass the terms to one Weighted instead"
+            )
+        return kinds.pop()
+    return not isinstance(loss, _PER_IMAGE_LOSSES)
+
+
+def _pixel_summed_terms(loss: nn.Module) -> bool | dict[str, bool]:
+    """Per term name (or for every term), whether :func:`_sums_over_pixels` holds."""
+    if isinstance(loss, MultiScale):
+        return _pixel_summed_terms(loss.loss)
+    if isinstance(loss, Weighted):
+        return {name: _sums_over_pixels(term) for name, term in loss.losses.items()}
+    return _sums_over_pixels(loss)
+
+
 class MultiScale(nn.Module):
     """A loss evaluated on an image pyramid (1x, 1/2x, 1/4x, ... by 2x2 average pooling).
 
-    The per-scale values are averaged with ``weights`` (normalised to sum to 1, default
-    equal), so the result stays on the wrapped loss's scale. A decoder ``logvar`` is pooled
-    the same way (a global one is passed unchanged). Note: a likelihood loss under
-    ``MultiScale`` is no longer an exact ELBO term.
+    With ``x_0 = x`` and ``x_l = avgpool2(x_{l-1})`` (sides ``h_l = floor(h_{l-1} / 2)``, the
+    same for ``w``), weights ``w_l`` normalised to sum to 1 (default equal):
+
+        MultiScale(loss)(x̂, x) = Σ_l w_l · s_l · loss(x̂_l, x_l)
+
+    where ``s_l = 1`` for ``reduction="mean"`` (already per element) and
+    ``s_l = (H·W) / (h_l·w_l)`` for ``"sum"`` and ``"batchmean"``, which sum over the pixels of
+    level ``l``; so on images that are constant on ``2^(scales-1)``-pixel blocks
+    ``MultiScale(l1)`` equals ``l1`` for every reduction, and the value stays on the wrapped
+    loss's full-resolution scale (the one ``VAELoss(kl_scale="auto")`` pairs the KL with).
+    Per-image losses (``ssim``, ``ms_ssim``, ``perceptual``, ``lpips``, or a custom loss with
+    ``per_image = True``) are not rescaled: their ``"sum"`` adds one value per image at every
+    level. A ``reduction="none"`` loss is a ``ValueError`` (the levels have different shapes).
+    A decoder ``logvar`` is pooled the same way (a global one is passed unchanged). Note: a
+    likelihood loss under ``MultiScale`` is no longer an exact ELBO term.
 
     Args:
         loss: a registry name, a ``{name: weight}`` dict (→ :class:`Weighted`) or a module.
@@ -186,6 +234,9 @@ class MultiScale(nn.Module):
         >>> loss = vk.losses.MultiScale("l1", scales=3)
         >>> loss(torch.ones(1, 1, 8, 8), torch.zeros(1, 1, 8, 8))
         tensor(1.)
+        >>> ones, zeros = torch.ones(1, 1, 4, 4), torch.zeros(1, 1, 4, 4)
+        >>> vk.losses.MultiScale(vk.losses.MSELoss(reduction="batchmean"), scales=2)(ones, zeros)
+        tensor(16.)
     """
 
     def __init__(
@@ -206,16 +257,31 @@ class MultiScale(nn.Module):
         self.scales = scales
         self.weights = [w / sum(weights) for w in weights]
         self.reduction = reduction_of(self.loss)
+        if self.reduction not in ("mean", "sum", "batchmean"):
+            raise ValueError(
+                "MultiScale needs a loss that reduces to a scalar ('mean', 'sum' or "
+                f"'batchmean'): its levels have different shapes; got reduction="
+                f"{self.reduction!r}"
+            )
+        # which terms sum over pixels, and so are rescaled to the full resolution per level
+        rescale = self.reduction != "mean" and scales > 1
+        self._rescaled = rescale and _pixel_summed_terms(self.loss)
 
     @property
     def accepts_logvar(self) -> bool:
         """Whether the wrapped loss uses a decoder log-variance."""
         return _accepts_logvar(self.loss)
 
+    def _factor(self, name: str, full: int, level: int) -> float:
+        rescaled = self._rescaled
+        if isinstance(rescaled, dict):
+            rescaled = rescaled.get(name, True)
+        return full / level if rescaled else 1.0
+
     def forward_terms(
         self, input: torch.Tensor, target: torch.Tensor, logvar: torch.Tensor | None = None
     ) -> dict[str, torch.Tensor]:
-        """The wrapped loss's named terms, each averaged over scales."""
+        """The wrapped loss's named terms, each averaged over scales (on the 1x scale)."""
         check_image(input, "input")
         if min(input.shape[-2:]) < 2 ** (self.scales - 1):
             raise ValueError(
@@ -223,14 +289,17 @@ class MultiScale(nn.Module):
                 f"{2 ** (self.scales - 1)} px, got {tuple(input.shape[-2:])}"
             )
         pool_logvar = logvar is not None and logvar.ndim == 4 and logvar.shape[-2:] != (1, 1)
+        full_pixels = input.shape[-2] * input.shape[-1]
         totals: dict[str, torch.Tensor] = {}
         for level, weight in enumerate(self.weights):
             if level > 0:
                 input, target = F.avg_pool2d(input, 2), F.avg_pool2d(target, 2)
                 if pool_logvar:
                     logvar = F.avg_pool2d(logvar, 2)
+            pixels = input.shape[-2] * input.shape[-1]
             for name, value in loss_terms(self.loss, input, target, logvar).items():
-                totals[name] = totals[name] + weight * value if name in totals else weight * value
+                value = (weight * self._factor(name, full_pixels, pixels)) * value
+                totals[name] = totals[name] + value if name in totals else value
         return totals
 
     def combine(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:

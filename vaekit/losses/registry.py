@@ -3,7 +3,9 @@
 Built-in names: ``l1``, ``mse``, ``bce``, ``ssim``, ``ms_ssim``, ``fft``, ``perceptual``,
 ``lpips``, ``gaussian_nll``, ``laplace_nll``, ``kl``. Users add their own with
 :func:`register`; a registered loss works in :class:`~vaekit.losses.Weighted` and
-:class:`~vaekit.losses.MultiScale` exactly like a built-in.
+:class:`~vaekit.losses.MultiScale` exactly like a built-in. Names are case-insensitive:
+``build("SSIM")`` is ``build("ssim")``, and registering a name that differs from a taken one
+only by case is a ``ValueError``.
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ def register(name: str, *, aliases: Iterable[str] = ()) -> Callable[[F], F]:
     data second, and should have a ``reduction`` attribute (assumed ``"mean"`` if absent).
 
     Args:
-        name: the registry name; a name (or alias) that is already taken is a ``ValueError``.
+        name: the registry name; a name (or alias) that is already taken, also in another
+            case (``"L1"`` when ``"l1"`` exists), is a ``ValueError``.
         aliases: extra names that :func:`build` also accepts.
 
     Example:
@@ -51,11 +54,21 @@ def register(name: str, *, aliases: Iterable[str] = ()) -> Callable[[F], F]:
     """
     _check_name(name)
     aliases = tuple(_check_name(a, "alias") for a in aliases)
-    for n in (name, *aliases):
-        if n in _FACTORIES or n in _ALIASES:
+    new = (name, *aliases)
+    if len({n.casefold() for n in new}) < len(new):
+        raise ValueError(f"loss name and aliases must differ in more than case, got {list(new)}")
+    taken = _folded()
+    for n in new:
+        if n.casefold() in taken:
+            owner = _describe(get(n))
+            where = (
+                f"(to {owner})"
+                if taken[n.casefold()] == n
+                else f"as {taken[n.casefold()]!r} (to {owner}; names ignore case)"
+            )
             raise ValueError(
-                f"loss name {n!r} is already registered (to {_describe(get(n))}); pick another "
-                "name or call vaekit.losses.unregister first"
+                f"loss name {n!r} is already registered {where}; pick another name or "
+                "call vaekit.losses.unregister first"
             )
 
     def decorator(factory: F) -> F:
@@ -69,7 +82,7 @@ def register(name: str, *, aliases: Iterable[str] = ()) -> Callable[[F], F]:
 
 
 def unregister(name: str) -> None:
-    """Remove a registered name together with its aliases (``ValueError`` if unknown)."""
+    """Remove a registered name (any case) with its aliases (``ValueError`` if unknown)."""
     canonical = _canonical(name)
     del _FACTORIES[canonical]
     for alias in [a for a, c in _ALIASES.items() if c == canonical]:
@@ -88,30 +101,40 @@ def available(*, aliases: bool = False) -> list[str]:
     return sorted(names)
 
 
+def _folded() -> dict[str, str]:
+    """Every registered name and alias, case-folded -> as registered."""
+    return {n.casefold(): n for n in (*_FACTORIES, *_ALIASES)}
+
+
 def _canonical(name: object) -> str:
     if isinstance(name, str):
+        name = _folded().get(name.casefold(), name)  # names are case-insensitive
         if name in _FACTORIES:
             return name
         if name in _ALIASES:
             return _ALIASES[name]
-    known = available(aliases=True)
-    close = difflib.get_close_matches(str(name), known, n=3) if isinstance(name, str) else []
+    close = []
+    if isinstance(name, str):
+        folded = _folded()
+        close = [folded[n] for n in difflib.get_close_matches(name.casefold(), folded, n=3)]
     hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
     raise ValueError(f"unknown loss {name!r}: expected one of {available()}{hint}")
 
 
 def get(name: str) -> Callable[..., nn.Module]:
-    """The class/factory registered under ``name`` (or an alias)."""
+    """The class/factory registered under ``name`` (or an alias; any case)."""
     return _FACTORIES[_canonical(name)]
 
 
 def build(name: str, **kwargs: object) -> nn.Module:
-    """Instantiate the loss registered under ``name`` with keyword arguments.
+    """Instantiate the loss registered under ``name`` (any case) with keyword arguments.
 
     Example:
         >>> import vaekit as vk
         >>> vk.losses.build("l1", reduction="sum")
         L1Loss(reduction='sum')
+        >>> vk.losses.build("SSIM")
+        SSIMLoss(data_range=1.0, win_size=11, win_sigma=1.5, K=(0.01, 0.03), reduction='mean')
     """
     factory = get(name)
     module = factory(**kwargs)

@@ -24,6 +24,7 @@ from torch import nn
 
 from .._validation import check_image, check_positive, check_same_shape
 from ..outputs import LossOutput, VAEOutput
+from ..schedules import Constant
 from .compose import RESERVED_TERMS, _as_module, _combine, loss_terms, reduction_of
 from .kl import KL
 
@@ -47,7 +48,8 @@ class VAELoss(nn.Module):
         recon: a registry name, a ``{name: weight}`` dict (→ :class:`Weighted`) or a module
             (``Weighted``, ``MultiScale`` or any loss).
         kl: a :class:`KL` (default ``KL()``: no free bits).
-        beta: a float, or a callable ``step -> float`` (e.g. a ``vaekit.schedules`` object).
+        beta: a float, or a callable ``step -> float`` (e.g. a ``vaekit.schedules`` object);
+            a callable other than ``vk.schedules.Constant`` needs ``step=`` on every call.
         kl_scale: ``"auto"`` (KL matched to the reconstruction's reduction: 1 / D_x for
             ``"mean"``, 1 for ``"batchmean"``, the batch size for ``"sum"``) or a float.
         ignore_recon_logvar: by default a decoder log-variance (``out.recon_logvar``) that the
@@ -118,10 +120,21 @@ class VAELoss(nn.Module):
             return 1.0 / x[0].numel()
         return float(x.shape[0]) if reduction == "sum" else 1.0
 
-    def forward(self, out: VAEOutput, x: torch.Tensor, step: int = 0) -> LossOutput:
-        """Loss for one batch: ``out`` from the VAE, ``x`` the data, ``step`` for β."""
+    def forward(self, out: VAEOutput, x: torch.Tensor, step: int | None = None) -> LossOutput:
+        """Loss for one batch: ``out`` from the VAE, ``x`` the data, ``step`` for β.
+
+        ``step`` may be left out only when β does not depend on it (a number or a
+        ``vk.schedules.Constant``): with a schedule, a default step would train at β(0) forever.
+        """
         if not isinstance(out, VAEOutput):
             raise TypeError(f"out must be a vaekit.VAEOutput, got {type(out).__name__}")
+        if step is None:
+            if callable(self.beta) and not isinstance(self.beta, Constant):
+                raise TypeError(
+                    f"beta is a schedule ({self.beta!r}), so the loss depends on the training "
+                    "step; pass step=... (e.g. loss(out, x, step=step)), or a number as beta"
+                )
+            step = 0
         try:
             step = operator.index(step)
         except TypeError:
