@@ -153,6 +153,14 @@ def test_bits_per_dim():
         M.discretized_bits_per_dim(nll, 3072), torch.tensor([8.0, 9.0]), rtol=0, atol=1e-6
     )
     assert M.discretized_bits_per_dim(0.0, 10, data_range=256) == pytest.approx(0.0)
+    # k/255 data (ToTensor): levels 1/255 apart, so log2(255) bits per dim for a zero NLL
+    assert M.discretized_bits_per_dim(0.0, 10, bin_width=1 / 255) == pytest.approx(math.log2(255))
+    # the bin-width form equals the bin-count form where both apply
+    assert M.discretized_bits_per_dim(5.0, 10, bin_width=1 / 64) == pytest.approx(
+        M.discretized_bits_per_dim(5.0, 10, num_bins=64)
+    )
+    with pytest.raises(ValueError, match="bin_width"):
+        M.discretized_bits_per_dim(0.0, 10, bin_width=0.0)
     with pytest.raises(ValueError, match="num_dims"):
         M.bits_per_dim(1.0, 0)
 

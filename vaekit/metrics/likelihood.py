@@ -80,31 +80,46 @@ def discretized_bits_per_dim(
     *,
     num_bins: int = 256,
     data_range: float = 1.0,
+    bin_width: float | None = None,
 ):
     """Bits per dimension of *discrete* data from a continuous density's NLL.
 
-    A continuous density p on data rescaled to ``[0, data_range]`` gives each of the
-    ``num_bins`` pixel levels a bin of width ``delta = data_range / num_bins``, and
+    A continuous density p gives each pixel level a bin of width ``delta`` and
     ``P(bin) ~= p(x) * delta`` per dimension (exactly a bound when the data were dequantised
     with uniform noise, Theis et al. 2016). So
 
-        bpd = (nll_nats + D * ln(num_bins / data_range)) / (D * ln 2)
+        bpd = (nll_nats - D * ln(delta)) / (D * ln 2)
 
-    i.e. ``bits_per_dim(nll) + 8`` for 8-bit images in [0, 1]. This is the number comparable
-    to published results (e.g. PixelCNN, Glow). Data left on the 0..255 scale
+    The default ``delta = data_range / num_bins = 1/256`` is the convention of published
+    results (e.g. PixelCNN, Glow): 8-bit data scaled as ``(k + u) / 256``, giving
+    ``bits_per_dim(nll) + 8``. Data scaled as ``k / 255`` (torchvision's ``ToTensor``,
+    ``vk.data.load_fashion_mnist``: 0 and 1 are both levels) are ``1/255`` apart: pass
+    ``bin_width=1/255`` (``bits_per_dim(nll) + log2(255)``). Data left on the 0..255 scale
     (``data_range=256``) needs no correction. Do not apply it to a Bernoulli NLL, which is
     already a probability of discrete values.
 
+    Args:
+        nll_nats: NLL of one image in nats (tensor or float).
+        num_dims: ``C * H * W`` or the shape ``(C, H, W)``.
+        num_bins: pixel levels (default 256, 8-bit data).
+        data_range: the data's range (default 1.0).
+        bin_width: the spacing of the levels; default ``data_range / num_bins``.
+
     Example:
-        >>> import vaekit as vk
+        >>> import math, vaekit as vk
         >>> vk.metrics.discretized_bits_per_dim(0.0, 1024)
         8.0
+        >>> vk.metrics.discretized_bits_per_dim(0.0, 1024, bin_width=1 / 255) == math.log2(255)
+        True
     """
     d = _num_dims(num_dims)
     check_positive(data_range, "data_range")
     if isinstance(num_bins, bool) or not isinstance(num_bins, int) or num_bins < 2:
         raise ValueError(f"num_bins must be an int >= 2, got {num_bins!r}")
-    return (nll_nats + d * math.log(num_bins / data_range)) / (d * math.log(2))
+    if bin_width is None:
+        bin_width = data_range / num_bins
+    check_positive(bin_width, "bin_width")
+    return (nll_nats - d * math.log(bin_width)) / (d * math.log(2))
 
 
 # -- observation models -----------------------------------------------------------------------
