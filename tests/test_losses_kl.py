@@ -253,6 +253,15 @@ def test_vaeloss_bad_arguments(batch):
         vk.losses.VAELoss(recon="l1", beta=lambda s: "1")(out, x, step=0)
     with pytest.raises(ValueError, match="beta must be >= 0"):
         vk.losses.VAELoss(recon="l1", beta=-0.1)
+    # a schedule that goes negative is refused when the loss is built, not at step 8
+    S = vk.schedules
+    for bad in (
+        S.Linear(1e-3, -1e-3, steps=10),
+        S.Cyclical(100, start=-1.0, end=1.0),
+        S.Sequence([(5, S.Constant(0.0)), (5, S.Cosine(0.0, -2.0, steps=5))]),
+    ):
+        with pytest.raises(ValueError, match=r"beta must stay .* >= 0 at every step.*ranges over"):
+            vk.losses.VAELoss(recon="l1", beta=bad)
     with pytest.raises(ValueError, match="reduce to a scalar"):
         vk.losses.VAELoss(recon=vk.losses.L1Loss(reduction="none"))
     with pytest.raises(TypeError, match="VAEOutput"):

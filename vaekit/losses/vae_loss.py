@@ -24,7 +24,7 @@ from torch import nn
 
 from .._validation import check_image, check_positive, check_same_shape
 from ..outputs import LossOutput, VAEOutput
-from ..schedules import Constant
+from ..schedules import Constant, Schedule
 from .compose import RESERVED_TERMS, _as_module, _combine, loss_terms, reduction_of
 from .kl import KL
 
@@ -90,6 +90,14 @@ class VAELoss(nn.Module):
             raise TypeError(f"kl must be a vaekit.losses.KL, got {type(kl).__name__}")
         self.kl = kl
         if callable(beta):
+            # a schedule that knows its range is checked now, not at the step that first
+            # reaches a bad value (hours into training)
+            bounds = beta.bounds() if isinstance(beta, Schedule) else None
+            if bounds is not None and not (math.isfinite(bounds[1]) and bounds[0] >= 0):
+                raise ValueError(
+                    f"beta must stay a finite number >= 0 at every step; {beta!r} ranges over "
+                    f"[{bounds[0]:g}, {bounds[1]:g}]"
+                )
             self.beta = beta
         else:
             check_positive(beta, "beta", strict=False)
