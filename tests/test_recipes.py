@@ -124,6 +124,10 @@ def test_recipe_runs_two_steps(recipe, tmp_path):
     if name == "celeba64-bottleneck":  # the learned sigma was trained and used
         sigma = metrics["likelihood_params"]["sigma"]
         assert 0 < sigma < 1 and sigma != pytest.approx(0.1, abs=1e-9)
+        # a continuous likelihood on k/255 pixels: discretised with bins 1/255 wide
+        assert metrics["neg_elbo_bits_per_dim"] == pytest.approx(
+            metrics["neg_elbo_nats_per_dim"] / math.log(2) + math.log2(255)
+        )
     vae = vk.VAE.load(run / "best.safetensors", expected_config=cfg)
     x = torch.rand(1, cfg.in_channels, *cfg.image_size)
     assert vae.eval()(x).recon.shape == x.shape

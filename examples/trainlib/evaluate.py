@@ -9,6 +9,7 @@ loss at β = 1 it is the negative ELBO per dimension.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import math
@@ -170,9 +171,10 @@ def final_metrics(vae, data: Data, args, rt, *, val_loss_fn, loss_fn, likelihood
         neg_elbo = float(torch.cat(nll).mean())
         x_iwae = first_images(ds, args.iwae_images).to(device)
         iwae = float(vk.metrics.iwae_nll(vae, x_iwae, k=args.iwae_k, generator=gen, **lik))
+        # the loaders scale 8-bit pixels as k/255, so the levels are 1/255 apart
         bits = (
             vk.metrics.bits_per_dim if lik["likelihood"] == "bernoulli"
-            else vk.metrics.discretized_bits_per_dim
+            else functools.partial(vk.metrics.discretized_bits_per_dim, bin_width=1 / 255)
         )  # fmt: skip
         out.update({
             "neg_elbo_nats_per_dim": neg_elbo / dims,
