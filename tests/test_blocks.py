@@ -90,6 +90,8 @@ CASES = [
             i, o, norm=nn.GroupNorm, act=functools.partial(nn.LeakyReLU, 0.2)
         ),
     ),
+    Case("preact_same", lambda i, o: blocks.PreActResBlock(i, i), keeps_channels=True),
+    Case("preact_proj", lambda i, o: blocks.PreActResBlock(i, o, norm="batch", dropout=0.1)),
     Case("attention", lambda i, o: blocks.SelfAttention(i), keeps_channels=True),
     Case(
         "attention_heads",
@@ -128,6 +130,8 @@ def perturb(module: nn.Module) -> nn.Module:
         for m in module.modules():
             if isinstance(m, blocks.LayerScale):
                 m.gamma.fill_(1.0)
+            if isinstance(m, blocks.PreActResBlock):
+                m.conv2.weight.copy_(0.1 * torch.randn(m.conv2.weight.shape, generator=gen))
             if isinstance(m, blocks.SelfAttention):
                 m.proj.weight.copy_(0.3 * torch.randn(m.proj.weight.shape, generator=gen))
                 m.proj.bias.copy_(0.1 * torch.randn(m.proj.bias.shape, generator=gen))
@@ -403,6 +407,22 @@ def test_resblock_skip_structure() -> None:
     skip = blocks.ResBlock(8, 16, norm="batch").skip
     assert isinstance(skip.conv, nn.Conv2d) and skip.conv.kernel_size == (1, 1)
     assert isinstance(skip.norm, nn.BatchNorm2d)
+
+
+def test_preact_resblock_starts_as_its_skip_and_keeps_the_stream_scale() -> None:
+    m = blocks.PreActResBlock(8, 8, norm="group", act="silu")
+    x = torch.randn(2, 8, 6, 6)
+    assert isinstance(m.skip, nn.Identity) and torch.equal(m(x), x)
+    with torch.no_grad():
+        nn.init.normal_(m.conv2.weight, std=0.1)  # as after some training
+    # the branch sees a normalised input, the stream does not: f(c x) - c x = f(x) - x
+    for c in (0.5, 3.0):
+        torch.testing.assert_close(m(c * x) - c * x, m(x) - x, atol=1e-4, rtol=1e-4)
+    proj = blocks.PreActResBlock(8, 16, norm="batch")
+    assert isinstance(proj.skip, nn.Conv2d) and proj.skip.kernel_size == (1, 1)
+    assert (
+        proj.conv1.bias is None and blocks.PreActResBlock(8, 8, norm="none").conv1.bias is not None
+    )
 
 
 def test_conv_bias_only_without_norm() -> None:

@@ -427,3 +427,36 @@ def test_step0_vae_loss_is_finite_on_preset(name):
     res = vk.losses.VAELoss(recon=name)(vae(x), x)
     assert torch.isfinite(res.total)
     res.total.backward()
+
+
+@pytest.mark.parametrize(
+    ("block", "norm", "latent"),
+    [
+        ("resblock", "group", "spatial"),
+        ("bottleneck", "group", "spatial"),
+        ("conv", "batch", "spatial"),
+        ("resblock", "group", "flat"),
+    ],
+)
+def test_sample_spread_grows_with_temperature_after_training(block, norm, latent):
+    # z's scale reaches the images of a trained decoder: samples at T = 0.25, 0.5, 1 spread
+    # more and more (measured ratios to T = 1: 0.31-0.54 and 0.58-0.79; asserted < 0.9)
+    x_all, _ = vk.data.load_fashion_mnist("train", limit=512, pad_to=None)
+    x_all = torch.nn.functional.avg_pool2d(x_all, 2)  # 14 px keeps it to ~2 s
+    cfg = vk.VAEConfig(in_channels=1, image_size=14, widths=(8, 16), block=block, norm=norm,
+                       latent=latent, latent_channels=2, latent_dim=8, attention_at=())  # fmt: skip
+    vae = vk.VAE(cfg)
+    loss_fn = vk.losses.VAELoss(recon="bce")
+    opt = torch.optim.Adam(vae.parameters(), lr=3e-3)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(80):
+        x = x_all[torch.randint(len(x_all), (32,), generator=gen)]
+        res = loss_fn(vae(x), x)
+        opt.zero_grad()
+        res.total.backward()
+        opt.step()
+    vae.eval()
+    eps = torch.randn(64, *vae.latent_shape, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        spread = [vae.decode(t * eps).std(0).mean().item() for t in (0.25, 0.5, 1.0)]
+    assert spread[0] < spread[1] < 0.9 * spread[2], spread

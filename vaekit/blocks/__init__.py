@@ -22,6 +22,7 @@ from .factory import (
     make_act,
     make_norm,
 )
+from .preact import PreActResBlock
 from .resblock import ResBlock
 from .sampling import Downsample, Upsample
 from .squeeze_excite import SqueezeExcitation
@@ -35,6 +36,7 @@ __all__ = [
     "LayerNorm2d",
     "LayerScale",
     "NormSpec",
+    "PreActResBlock",
     "ResBlock",
     "ResidualBottleneck",
     "SelfAttention",
