@@ -143,7 +143,11 @@ def test_steps_accept_numpy_and_tensor_ints():
         (lambda: S.Sequence([(5, S.Constant(1.0)), (-2, 1.0)]), ValueError, "phase 1 steps"),
         (lambda: S.Sequence([(5, "linear")]), TypeError, "phase 0 schedule"),
         (lambda: S.Sequence([S.Constant(1.0)]), TypeError, r"\(steps, schedule\) pair"),
-        (lambda: S.from_dict({"name": "exponential"}), ValueError, "known schedules"),
+        (
+            lambda: S.from_dict({"name": "exponential"}),
+            ValueError,
+            r"unknown schedule .exponential.: expected one of \[.constant.",
+        ),
         (lambda: S.from_dict({"name": "linear", "stop": 1}), ValueError, "unknown parameter"),
         (lambda: S.from_dict([1]), TypeError, "expects a dict"),
         (lambda: S.epochs_to_steps(-1, 10), ValueError, "epochs must be >= 0"),
@@ -199,4 +203,16 @@ def test_bounds_of_a_user_schedule_are_unknown_unless_it_says():
 
     assert Wave().bounds() is None
     assert S.Sequence([(5, Wave()), (5, S.Constant(1.0))]).bounds() is None
-    S._REGISTRY.pop("test_wave_bounds")
+    S.SCHEDULES.unregister("test_wave_bounds")
+
+
+def test_schedule_names_share_the_registry_rules():
+    assert S.from_dict({"name": "LINEAR", "start": 0.0, "end": 1.0, "steps": 2})(1) == 0.5
+    with pytest.raises(ValueError, match="did you mean 'cosine'"):
+        S.from_dict({"name": "cosin"})
+    with pytest.raises(ValueError, match="schedule name 'linear' is already registered"):
+
+        class Clash(S.Schedule):
+            name = "linear"
+
+    assert S.from_dict({"name": "linear", "steps": 4}) == S.Linear(steps=4)  # untouched

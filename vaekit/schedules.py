@@ -27,6 +27,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from ._registry import Registry
+
 __all__ = [
     "SHAPES",
     "Constant",
@@ -44,7 +46,7 @@ __all__ = [
 
 SHAPES = ("linear", "cosine", "sigmoid")
 _SIGMOID_SHARPNESS = 12.0  # logistic ramp: sigma(12 (t - 1/2)), rescaled to hit 0 and 1 exactly
-_REGISTRY: dict[str, type[Schedule]] = {}
+SCHEDULES = Registry("schedule", "vaekit.schedules")  # name -> Schedule subclass
 
 
 # -- argument checks --------------------------------------------------------------------------
@@ -135,8 +137,16 @@ class Schedule:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if cls.__dict__.get("name"):
-            _REGISTRY[cls.name] = cls
+        name = cls.__dict__.get("name")
+        if name:
+            if name in SCHEDULES:
+                old = SCHEDULES.get(name)
+                if (old.__module__, old.__qualname__) != (cls.__module__, cls.__qualname__):
+                    # another class already owns the name (a re-run notebook cell that
+                    # redefines the same class replaces it instead)
+                    SCHEDULES.register(name)  # raises the registry's "already registered"
+                SCHEDULES.unregister(name)
+            SCHEDULES.register(name)(cls)
 
     def value(self, step: int) -> float:
         raise NotImplementedError
@@ -418,7 +428,7 @@ def available() -> list[str]:
         >>> sorted(vk.schedules.available())[:3]
         ['constant', 'cosine', 'cyclical']
     """
-    return list(_REGISTRY)
+    return SCHEDULES.available()
 
 
 def from_dict(d: dict[str, Any]) -> Schedule:
@@ -435,9 +445,7 @@ def from_dict(d: dict[str, Any]) -> Schedule:
     if "name" not in d:
         raise ValueError(f"schedule dict needs a 'name' key (one of {available()}), got {d!r}")
     name = d["name"]
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown schedule {name!r}; known schedules: {available()}")
-    cls = _REGISTRY[name]
+    cls = SCHEDULES.get(name)  # ValueError listing the known names, with close matches
     params = {k: v for k, v in d.items() if k != "name"}
     known = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(params) - set(known))

@@ -10,24 +10,18 @@ only by case is a ``ValueError``.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 from torch import nn
 
+from .._registry import Registry
+
 __all__ = ["available", "build", "get", "name_of", "register", "unregister"]
 
 F = TypeVar("F", bound=Callable[..., nn.Module])
 
-_FACTORIES: dict[str, Callable[..., nn.Module]] = {}
-_ALIASES: dict[str, str] = {}  # alias -> canonical name
-
-
-def _check_name(name: object, what: str = "name") -> str:
-    if not isinstance(name, str) or not name or "." in name:
-        raise ValueError(f"loss {what} must be a non-empty string without '.', got {name!r}")
-    return name
+LOSSES = Registry("loss", "vaekit.losses", base=nn.Module)
 
 
 def register(name: str, *, aliases: Iterable[str] = ()) -> Callable[[F], F]:
@@ -52,41 +46,12 @@ def register(name: str, *, aliases: Iterable[str] = ()) -> Callable[[F], F]:
         tensor(0.5000)
         >>> vk.losses.unregister("half_l1")
     """
-    _check_name(name)
-    aliases = tuple(_check_name(a, "alias") for a in aliases)
-    new = (name, *aliases)
-    if len({n.casefold() for n in new}) < len(new):
-        raise ValueError(f"loss name and aliases must differ in more than case, got {list(new)}")
-    taken = _folded()
-    for n in new:
-        if n.casefold() in taken:
-            owner = _describe(get(n))
-            where = (
-                f"(to {owner})"
-                if taken[n.casefold()] == n
-                else f"as {taken[n.casefold()]!r} (to {owner}; names ignore case)"
-            )
-            raise ValueError(
-                f"loss name {n!r} is already registered {where}; pick another name or "
-                "call vaekit.losses.unregister first"
-            )
-
-    def decorator(factory: F) -> F:
-        if not callable(factory):
-            raise TypeError(f"register expects a class or callable, got {type(factory).__name__}")
-        _FACTORIES[name] = factory
-        _ALIASES.update(dict.fromkeys(aliases, name))
-        return factory
-
-    return decorator
+    return LOSSES.register(name, aliases=aliases)
 
 
 def unregister(name: str) -> None:
     """Remove a registered name (any case) with its aliases (``ValueError`` if unknown)."""
-    canonical = _canonical(name)
-    del _FACTORIES[canonical]
-    for alias in [a for a, c in _ALIASES.items() if c == canonical]:
-        del _ALIASES[alias]
+    LOSSES.unregister(name)
 
 
 def available(*, aliases: bool = False) -> list[str]:
@@ -97,33 +62,12 @@ def available(*, aliases: bool = False) -> list[str]:
         >>> "ssim" in vk.losses.available()
         True
     """
-    names = list(_FACTORIES) + (list(_ALIASES) if aliases else [])
-    return sorted(names)
-
-
-def _folded() -> dict[str, str]:
-    """Every registered name and alias, case-folded -> as registered."""
-    return {n.casefold(): n for n in (*_FACTORIES, *_ALIASES)}
-
-
-def _canonical(name: object) -> str:
-    if isinstance(name, str):
-        name = _folded().get(name.casefold(), name)  # names are case-insensitive
-        if name in _FACTORIES:
-            return name
-        if name in _ALIASES:
-            return _ALIASES[name]
-    close = []
-    if isinstance(name, str):
-        folded = _folded()
-        close = [folded[n] for n in difflib.get_close_matches(name.casefold(), folded, n=3)]
-    hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
-    raise ValueError(f"unknown loss {name!r}: expected one of {available()}{hint}")
+    return LOSSES.available(aliases=aliases)
 
 
 def get(name: str) -> Callable[..., nn.Module]:
     """The class/factory registered under ``name`` (or an alias; any case)."""
-    return _FACTORIES[_canonical(name)]
+    return LOSSES.get(name)
 
 
 def build(name: str, **kwargs: object) -> nn.Module:
@@ -136,22 +80,9 @@ def build(name: str, **kwargs: object) -> nn.Module:
         >>> vk.losses.build("SSIM")
         SSIMLoss(data_range=1.0, win_size=11, win_sigma=1.5, K=(0.01, 0.03), reduction='mean')
     """
-    factory = get(name)
-    module = factory(**kwargs)
-    if not isinstance(module, nn.Module):
-        raise TypeError(
-            f"loss factory {name!r} must return an nn.Module, got {type(module).__name__}"
-        )
-    return module
+    return LOSSES.build(name, **kwargs)
 
 
 def name_of(module: nn.Module) -> str | None:
     """The registry name whose class ``module`` is an instance of, or ``None``."""
-    for name, factory in _FACTORIES.items():
-        if isinstance(factory, type) and type(module) is factory:
-            return name
-    return None
-
-
-def _describe(factory: object) -> str:
-    return getattr(factory, "__qualname__", type(factory).__name__)
+    return LOSSES.name_of(module)
