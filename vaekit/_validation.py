@@ -9,6 +9,8 @@ dtype checks are static and always run.
 from __future__ import annotations
 
 import math
+import numbers
+import operator
 from collections.abc import Sequence
 
 import torch
@@ -21,6 +23,7 @@ __all__ = [
     "check_float_tensor",
     "check_image",
     "check_int",
+    "check_number",
     "check_positive",
     "check_range",
     "check_reduction",
@@ -85,13 +88,105 @@ def check_image(
     return x
 
 
-def check_int(value: object, name: str, minimum: int = 1) -> int:
-    """Require an int ``>= minimum`` (bools rejected): channel counts, epochs and the like."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
+def _shown(value: object) -> str:
+    """``type (repr)`` of a bad argument for an error message, the repr cut to 60 characters."""
+    text = repr(value)
+    return f"{type(value).__name__} ({text if len(text) <= 60 else text[:57] + '...'})"
+
+
+def check_int(
+    value: object, name: str, minimum: int | None = 1, *, maximum: int | None = None
+) -> int:
+    """Require an integer in ``[minimum, maximum]``; return it as a plain ``int``.
+
+    The rule for every count, size and index vaekit takes: the wrong *type* is a ``TypeError``
+    (floats such as ``2.0``, strings, and bools: ``True`` is not a count), the right type with
+    a bad *value* a ``ValueError``; both name the argument, what it must be and what came.
+    Integer-like values (numpy integers, one-element integer tensors) are accepted.
+
+    Args:
+        value: the argument. name: its name in the message.
+        minimum, maximum: inclusive bounds (``None``: unbounded on that side).
+
+    Example:
+        >>> from vaekit._validation import check_int
+        >>> check_int(3, "channels")
+        3
+        >>> check_int(2.0, "channels")
+        Traceback (most recent call last):
+        TypeError: channels must be an int, got float (2.0)
+        >>> check_int(0, "channels")
+        Traceback (most recent call last):
+        ValueError: channels must be >= 1, got 0
+    """
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        out = operator.index(value)  # int, numpy integer, integer one-element tensor
+    except TypeError:
+        raise TypeError(f"{name} must be an int, got {_shown(value)}") from None
+    _check_bounds(out, name, out, None, minimum, maximum, None)
+    return out
+
+
+def check_number(
+    value: object,
+    name: str,
+    *,
+    above: float | None = None,
+    at_least: float | None = None,
+    at_most: float | None = None,
+    below: float | None = None,
+    finite: bool = True,
+) -> float:
+    """Require a real number within the given bounds; return it as a ``float``.
+
+    Same rule as :func:`check_int`: not a number (a string, a bool, ``None``, a tensor of
+    several values) is a ``TypeError``; a number that is NaN, infinite (unless
+    ``finite=False``) or out of bounds is a ``ValueError``. Ints, floats, numpy scalars and
+    one-element real tensors are numbers.
+
+    Args:
+        value: the argument. name: its name in the message.
+        above, at_least: exclusive / inclusive lower bound. at_most, below: inclusive /
+            exclusive upper bound.
+        finite: refuse ``inf`` and ``-inf`` (NaN is always refused).
+
+    Example:
+        >>> from vaekit._validation import check_number
+        >>> check_number(1, "sigma", above=0)
+        1.0
+        >>> check_number("0.5", "sigma", above=0)
+        Traceback (most recent call last):
+        TypeError: sigma must be a number, got str ('0.5')
+        >>> check_number(0.0, "sigma", above=0)
+        Traceback (most recent call last):
+        ValueError: sigma must be > 0, got 0.0
+    """
+    is_real_tensor = (
+        isinstance(value, torch.Tensor)
+        and value.numel() == 1
+        and not (value.dtype.is_complex or value.dtype == torch.bool)
+    )
+    if isinstance(value, bool) or not (isinstance(value, numbers.Real) or is_real_tensor):
+        raise TypeError(f"{name} must be a number, got {_shown(value)}")
+    out = float(value)  # type: ignore[arg-type]
+    shown = value if isinstance(value, (int, float)) else out
+    if math.isnan(out) or (finite and math.isinf(out)):
+        raise ValueError(f"{name} must be finite, got {shown!r}")
+    _check_bounds(out, name, shown, above, at_least, at_most, below)
+    return out
+
+
+_BOUNDS = ((">", operator.gt), (">=", operator.ge), ("<=", operator.le), ("<", operator.lt))
+
+
+def _check_bounds(value: float, name: str, shown: object, *limits: float | None) -> None:
+    """``limits``: above, at_least, at_most, below (``None``: no such bound)."""
+    bounds = [(op, limit, test) for (op, test), limit in zip(_BOUNDS, limits) if limit is not None]
+    if not all(test(value, limit) for _, limit, test in bounds):
+        wanted = " and ".join(f"{op} {limit}" for op, limit, _ in bounds)
+        raise ValueError(f"{name} must be {wanted}, got {shown!r}")
 
 
 def check_same_shape(
@@ -149,8 +244,9 @@ def check_reduction(reduction: str, allowed: Sequence[str] = REDUCTIONS) -> str:
 
 
 def check_positive(value: float, name: str, *, strict: bool = True) -> None:
-    """Require a positive (or non-negative when ``strict=False``) number."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    if (strict and not value > 0) or (not strict and not value >= 0):
-        raise ValueError(f"{name} must be {'>' if strict else '>='} 0, got {value!r}")
+    """Require a number ``> 0`` (``>= 0`` when ``strict=False``); ``inf`` passes.
+
+    :func:`check_number` with ``above=0`` (or ``at_least=0``) and ``finite=False``.
+    """
+    check_number(value, name, above=0 if strict else None, at_least=None if strict else 0,
+                 finite=False)  # fmt: skip
