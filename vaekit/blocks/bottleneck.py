@@ -14,9 +14,10 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .._validation import check_image, check_int
+from .._validation import check_image, check_int, check_number
 from .conv import ConvNormAct
 from .factory import ActSpec, NormSpec
+from .registry import register
 from .squeeze_excite import SqueezeExcitation
 
 __all__ = ["LayerScale", "ResidualBottleneck"]
@@ -50,6 +51,7 @@ class LayerScale(nn.Module):
         return f"{self.gamma.numel()}"
 
 
+@register("bottleneck")
 class ResidualBottleneck(nn.Module):
     """Bottleneck residual block: ``out = x + γ ⊙ SE(branch(x))``.
 
@@ -60,8 +62,14 @@ class ResidualBottleneck(nn.Module):
     keeps the 3×3 conv and its GroupNorm meaningful in narrow layers (C = 16 gives h = 8, not 4),
     and it never widens past C.
 
+    The block keeps its width. It takes the registry's leading arguments
+    ``(in_ch, out_ch, *, norm, act)`` as well as the older ``(channels, ratio=...)``: a
+    second positional argument is ``out_ch`` and must equal ``channels`` (everything after
+    it is keyword-only).
+
     Args:
         channels: C (input = output channels).
+        out_ch: output channels; ``None`` or ``channels`` (it cannot change the width).
         ratio: channel reduction of the bottleneck.
         se: add a :class:`SqueezeExcitation` (reduction 4) at the end of the branch.
         layer_scale: initial LayerScale γ; ``None`` or ``0`` disables it (``out = x + branch``).
@@ -80,11 +88,18 @@ class ResidualBottleneck(nn.Module):
         torch.Size([2, 32, 7, 7])
         >>> bool((m(x) - x).abs().max() < 1e-4)  # near-identity at init
         True
+        >>> vk.blocks.ResidualBottleneck(32, 32, norm="group", act="silu").hidden_channels
+        8
     """
+
+    residual = True
+    changes_channels = False
 
     def __init__(
         self,
         channels: int,
+        out_ch: int | None = None,
+        *,
         ratio: int = 4,
         se: bool = True,
         layer_scale: float | None = 1e-6,
@@ -94,9 +109,14 @@ class ResidualBottleneck(nn.Module):
     ):
         super().__init__()
         self.channels = check_int(channels, "channels")
+        if out_ch is not None and check_int(out_ch, "out_ch") != channels:
+            raise ValueError(
+                f"ResidualBottleneck keeps its width: out_ch must equal channels ({channels}), "
+                f"got {out_ch}; pass the reduction as ratio={out_ch} (a keyword) if that was meant"
+            )
+        self.in_ch = self.out_ch = channels
         check_int(ratio, "ratio")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        dropout = check_number(dropout, "dropout", at_least=0.0, below=1.0)
         self.hidden_channels = min(channels, max(channels // ratio, 8))
         h = self.hidden_channels
         self.reduce = ConvNormAct(channels, h, 1, norm=norm, act=act)

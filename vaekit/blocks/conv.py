@@ -14,6 +14,7 @@ import torch.nn as nn
 
 from .._validation import check_image, check_int
 from .factory import ActSpec, NormSpec, _norm_is_none, get_act_layer, get_norm_layer
+from .registry import register
 
 __all__ = ["ConvNormAct", "init_conv_"]
 
@@ -53,8 +54,9 @@ def init_conv_(conv: nn.Conv2d, act: nn.Module | None = None) -> nn.Conv2d:
     return conv
 
 
+@register("conv")
 class ConvNormAct(nn.Module):
-    """Conv2d → norm → activation.
+    """Conv2d → norm → activation (the ``"conv"`` body block: a plain layer, not residual).
 
     Args:
         in_ch: input channels.
@@ -82,6 +84,9 @@ class ConvNormAct(nn.Module):
         >>> m(torch.randn(2, 3, 15, 15)).shape
         torch.Size([2, 16, 8, 8])
     """
+
+    residual = False  # no skip: resampling between conv levels carries norm + act too
+    changes_channels = True
 
     def __init__(
         self,

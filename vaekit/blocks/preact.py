@@ -20,13 +20,15 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .._validation import check_image, check_int
+from .._validation import check_image, check_int, check_number
 from .conv import init_conv_
 from .factory import ActSpec, NormSpec, _norm_is_none, get_act_layer, get_norm_layer
+from .registry import register
 
 __all__ = ["PreActResBlock"]
 
 
+@register("preact")
 class PreActResBlock(nn.Module):
     """Two 3×3 convs behind norm → act, added to an untouched skip.
 
@@ -50,6 +52,9 @@ class PreActResBlock(nn.Module):
         True
     """
 
+    residual = True
+    changes_channels = True
+
     def __init__(
         self,
         in_ch: int,
@@ -61,8 +66,7 @@ class PreActResBlock(nn.Module):
         super().__init__()
         self.in_ch = check_int(in_ch, "in_ch")
         self.out_ch = check_int(out_ch, "out_ch")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        dropout = check_number(dropout, "dropout", at_least=0.0, below=1.0)
         norm_layer, act_layer = get_norm_layer(norm), get_act_layer(act)
         self.norm1 = norm_layer(in_ch)
         self.act1 = act_layer()

@@ -20,13 +20,15 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .._validation import check_image, check_int
+from .._validation import check_image, check_int, check_number
 from .conv import ConvNormAct
 from .factory import ActSpec, NormSpec, get_act_layer
+from .registry import register
 
 __all__ = ["ResBlock"]
 
 
+@register("resblock")
 class ResBlock(nn.Module):
     """Two 3×3 convs and a residual: ``act(norm(conv(drop(act(norm(conv(x)))))) + skip(x))``.
 
@@ -50,6 +52,9 @@ class ResBlock(nn.Module):
         torch.Size([2, 16, 15, 15])
     """
 
+    residual = True
+    changes_channels = True
+
     def __init__(
         self,
         in_ch: int,
@@ -61,8 +66,7 @@ class ResBlock(nn.Module):
         super().__init__()
         self.in_ch = check_int(in_ch, "in_ch")
         self.out_ch = check_int(out_ch, "out_ch")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        dropout = check_number(dropout, "dropout", at_least=0.0, below=1.0)
         self.conv1 = ConvNormAct(in_ch, out_ch, 3, norm=norm, act=act)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.conv2 = ConvNormAct(out_ch, out_ch, 3, norm=norm, act="none")

@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .._validation import check_image, check_int
+from .._validation import check_image, check_int, check_number
 from .conv import init_conv_
 from .factory import ActSpec, NormSpec, _norm_is_none, get_act_layer, get_norm_layer
 
@@ -40,11 +40,9 @@ def _check_size(size: object) -> None:
     """Require ``(H, W)`` of positive ints (SymInts from a dynamic-shape trace pass through)."""
     if not isinstance(size, (tuple, list, torch.Size)) or len(size) != 2:
         raise ValueError(f"size must be a pair of positive ints (H, W), got {size!r}")
-    for s in size:
-        if isinstance(s, torch.SymInt):
-            continue
-        if isinstance(s, bool) or not isinstance(s, int) or s < 1:
-            raise ValueError(f"size must be a pair of positive ints (H, W), got {size!r}")
+    for i, s in enumerate(size):
+        if not isinstance(s, torch.SymInt):
+            check_int(s, f"size[{i}]")
 
 
 class Downsample(nn.Module):
@@ -133,10 +131,7 @@ class Upsample(nn.Module):
         self.out_ch = check_int(out_ch, "out_ch")
         if mode not in UPSAMPLE_MODES:
             raise ValueError(f"mode must be one of {list(UPSAMPLE_MODES)}, got {mode!r}")
-        if isinstance(scale_factor, bool) or not isinstance(scale_factor, (int, float)):
-            raise TypeError(f"scale_factor must be a number, got {type(scale_factor).__name__}")
-        if not scale_factor > 0:
-            raise ValueError(f"scale_factor must be > 0, got {scale_factor!r}")
+        check_number(scale_factor, "scale_factor", above=0)
         self.mode = mode
         # Resolved once: F.interpolate's name for the mode and its align_corners argument.
         self._interp_mode = "bilinear" if mode == "bilinear" else "nearest-exact"
