@@ -13,6 +13,9 @@ from hypothesis import strategies as st
 import vaekit as vk
 from tests.conftest import tiny_config
 
+# every registered body block, so a newly registered one is built into whole models too
+BLOCK_NAMES = vk.blocks.available()
+
 
 @st.composite
 def configs(draw):
@@ -25,10 +28,11 @@ def configs(draw):
         in_channels=1, image_size=(h, w), widths=widths, attention_at=(), latent=latent
     )
     attention_at = draw(st.lists(st.sampled_from(base.resolutions), max_size=1, unique=True))
+    one_block = st.sampled_from(BLOCK_NAMES)
     return base.replace(
         in_channels=draw(st.sampled_from([1, 3])),
         depth=draw(st.integers(0, 2)),
-        block=draw(st.sampled_from(["bottleneck", "resblock", "conv"])),
+        block=draw(st.one_of(one_block, st.tuples(*[one_block] * n_levels))),
         attention_at=tuple(attention_at),
         latent_dim=draw(st.integers(1, 6)),
         latent_channels=draw(st.integers(1, 4)),
@@ -59,7 +63,7 @@ def test_shapes_over_random_configs(cfg, batch):
     assert vk.Decoder(cfg)(torch.randn(batch, *cfg.latent_shape)).shape == x.shape
 
 
-@pytest.mark.parametrize("block", ["bottleneck", "resblock", "conv"])
+@pytest.mark.parametrize("block", BLOCK_NAMES)
 @pytest.mark.parametrize("latent", ["flat", "spatial"])
 @pytest.mark.parametrize("variance", ["none", "pixel", "global"])
 def test_gradients_reach_every_parameter(block, latent, variance):
@@ -83,7 +87,7 @@ def test_gradients_reach_every_parameter(block, latent, variance):
 
 
 @pytest.mark.parametrize("norm", ["group", "batch", "layer", "none"])
-@pytest.mark.parametrize("block", ["bottleneck", "resblock", "conv"])
+@pytest.mark.parametrize("block", BLOCK_NAMES)
 @pytest.mark.parametrize("fill", ["zeros", "ones", "noise"])
 def test_step0_is_finite_for_extreme_inputs(norm, block, fill):
     cfg = tiny_config(norm=norm, block=block, variance="pixel", attention_at=(8,))
@@ -293,21 +297,29 @@ def test_custom_encoder_returning_tuple():
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        (dict(block="dense"), r"block must be one of \['bottleneck', 'resblock', 'conv'\]"),
+        (dict(block="dense"), r"unknown block 'dense': expected one of \[.*'resblock'.*register"),
+        (dict(block=("conv", "conv", "conv")), r"one block per level: got 3 names .* 2 widths"),
+        (dict(block=("conv", "resblok")), r"block\[1\]: unknown block 'resblok'.*'resblock'"),
+        (dict(block_kwargs={"ratio": 2}), r"'resblock' \(ResBlock\) has no option 'ratio'"),
+        (dict(block_kwargs=({},)), "one dict per level: got 1 dicts for 2 widths"),
+        (dict(block_kwargs={"norm": "batch"}), "must not set 'norm'"),
+        (dict(block="bottleneck", bottleneck_ratio=2, block_kwargs={"ratio": 8}), "disagree"),
         (dict(latent="global"), "latent must be one of"),
         (dict(norm="instance"), "norm must be one of"),
         (dict(act="swish"), "act must be one of"),
         (dict(output="tanh"), "output must be one of"),
         (dict(variance="learned"), "variance must be one of"),
         (dict(widths=()), "at least one level"),
-        (dict(widths=(8, 0)), r"widths\[1\] must be > 0"),
+        (dict(widths=(8, 0)), r"widths\[1\] must be >= 1, got 0"),
         (dict(depth=-1), "depth must be >= 0"),
-        (dict(image_size=0), "image_size must be positive"),
+        (dict(image_size=0), "image_size must be >= 1"),
+        (dict(image_size=(16, 0)), r"image_size\[1\] must be >= 1"),
         (dict(attention_at=(12,)), r"heights \(16, 8, 4\)"),
         (dict(attention_at=(8,), attention_heads=3), "not divisible"),
         (dict(logvar_range=(5.0, -5.0)), "low < high"),
         (dict(dropout=1.5), "dropout"),
-        (dict(latent_dim=0), "latent_dim must be > 0"),
+        (dict(latent_dim=0), "latent_dim must be >= 1"),
+        (dict(layer_scale=-1.0), "layer_scale must be >= 0"),
     ],
 )
 def test_bad_configs_raise_value_error(kwargs, match):
@@ -322,6 +334,11 @@ def test_bad_configs_raise_value_error(kwargs, match):
         (dict(widths=8), "widths must be a tuple"),
         (dict(depth=1.5), "depth must be an int"),
         (dict(act_kwargs=[0.2]), "act_kwargs must be a dict"),
+        (dict(block=3), r"block must be a block name \(str\), got int"),
+        (dict(block_kwargs=[0.2, 0.3]), r"block_kwargs\[0\] must be a dict"),
+        (dict(block_kwargs="ratio=2"), "block_kwargs must be a dict or a tuple of dicts"),
+        (dict(dropout="0.1"), "dropout must be a number"),
+        (dict(attention_at=(8.0,)), r"attention_at\[0\] must be an int"),
     ],
 )
 def test_bad_config_types_raise_type_error(kwargs, match):

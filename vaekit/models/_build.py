@@ -1,10 +1,15 @@
-"""Shared construction helpers for Encoder and Decoder (one code path for every preset)."""
+"""Shared construction helpers for Encoder and Decoder (one code path for every preset).
+
+The builder asks each level's block what it is (:func:`vaekit.blocks.traits`) instead of
+guessing from its name, so a block registered with :func:`vaekit.blocks.register` is built
+exactly like a built-in one.
+"""
 
 from __future__ import annotations
 
 from torch import nn
 
-from ..blocks import ConvNormAct, ResBlock, ResidualBottleneck, SelfAttention
+from ..blocks import SelfAttention, create, traits
 from ..blocks.factory import get_act_layer
 from ..config import VAEConfig
 
@@ -14,39 +19,40 @@ def act_layer(cfg: VAEConfig):
     return get_act_layer(cfg.act, **cfg.act_kwargs)
 
 
-def level_block(cfg: VAEConfig, channels: int) -> nn.Module:
-    """One body block of the config's kind at ``channels`` width."""
-    act = act_layer(cfg)
-    if cfg.block == "bottleneck":
-        return ResidualBottleneck(
-            channels,
-            ratio=cfg.bottleneck_ratio,
-            se=cfg.se,
-            layer_scale=cfg.layer_scale,
-            norm=cfg.norm,
-            act=act,
-            dropout=cfg.dropout,
-        )
-    if cfg.block == "resblock":
-        return ResBlock(channels, channels, norm=cfg.norm, act=act, dropout=cfg.dropout)
-    return ConvNormAct(channels, channels, 3, norm=cfg.norm, act=act)
+def level_block(cfg: VAEConfig, level: int, channels: int) -> nn.Module:
+    """One body block of ``level``'s kind at ``channels`` width (in = out)."""
+    return create(
+        cfg.blocks[level],
+        channels,
+        channels,
+        norm=cfg.norm,
+        act=act_layer(cfg),
+        **cfg.block_options(level),
+    )
 
 
-def level_stage(cfg: VAEConfig, channels: int, height: int, depth: int) -> nn.Sequential:
-    """``depth`` blocks, then SelfAttention if ``height`` is in ``cfg.attention_at``."""
-    layers: list[nn.Module] = [level_block(cfg, channels) for _ in range(depth)]
+def level_stage(
+    cfg: VAEConfig, level: int, channels: int, height: int, depth: int
+) -> nn.Sequential:
+    """``depth`` blocks of ``level``'s kind, then SelfAttention if ``height`` is in
+    ``cfg.attention_at``."""
+    layers: list[nn.Module] = [level_block(cfg, level, channels) for _ in range(depth)]
     if height in cfg.attention_at:
         layers.append(SelfAttention(channels, heads=cfg.attention_heads, norm=cfg.norm))
     return nn.Sequential(*layers)
 
 
-def resample_norm_act(cfg: VAEConfig) -> dict:
-    """Plain conv stacks need norm+act in their resampling convs (they have no other
-    nonlinearity between levels); residual stacks keep resampling linear (pre-activation
-    style, the blocks carry the nonlinearity)."""
-    if cfg.block == "conv":
-        return {"norm": cfg.norm, "act": act_layer(cfg)}
-    return {"norm": "none", "act": "none"}
+def resample_norm_act(cfg: VAEConfig, level: int) -> dict:
+    """Norm and activation of the Downsample/Upsample that belongs to ``level`` (the encoder's
+    after that level's blocks, the decoder's into them).
+
+    Plain layers (``residual = False``, e.g. ``conv``) need norm+act in their resampling convs:
+    they have no other nonlinearity between levels. Next to residual blocks resampling stays
+    linear (pre-activation style; the blocks carry the nonlinearity).
+    """
+    if traits(cfg.blocks[level]).residual:
+        return {"norm": "none", "act": "none"}
+    return {"norm": cfg.norm, "act": act_layer(cfg)}
 
 
 def init_head(layer: nn.Module, gain: float = 0.01) -> None:

@@ -19,7 +19,8 @@ class Decoder(nn.Module):
 
     Layout: latent -> (Linear + reshape | 3x3 conv) -> mid stage -> for each level from the
     bottom [Upsample to that level's exact size, blocks (+ attention)] -> norm/act -> 3x3
-    output conv -> ``sigmoid`` or identity. Upsampling is interpolation + conv, never
+    output conv -> ``sigmoid`` or identity. Level ``i`` uses ``config.blocks[i]``, as in the
+    encoder. Upsampling is interpolation + conv, never
     ``ConvTranspose2d`` (its uneven kernel overlap paints checkerboards, Odena et al. 2016).
 
     With ``variance="pixel"`` the output conv also predicts a per-pixel log-variance; with
@@ -50,16 +51,16 @@ class Decoder(nn.Module):
         else:
             self.proj = nn.Conv2d(cfg.latent_channels, bottom, 3, padding=1)
         self.bottom_shape = (bottom, h, w)
-        self.mid = level_stage(cfg, bottom, sizes[-1][0], min(cfg.dec_depth, 1))
+        self.mid = level_stage(cfg, -1, bottom, sizes[-1][0], min(cfg.dec_depth, 1))
         self.ups = nn.ModuleList()
         self.stages = nn.ModuleList()
         self.target_sizes: list[tuple[int, int]] = []
         for i in reversed(range(len(widths))):
             in_width = widths[min(i + 1, len(widths) - 1)]
             self.ups.append(
-                Upsample(in_width, widths[i], mode=cfg.upsample, **resample_norm_act(cfg))
+                Upsample(in_width, widths[i], mode=cfg.upsample, **resample_norm_act(cfg, i))
             )
-            self.stages.append(level_stage(cfg, widths[i], sizes[i][0], cfg.dec_depth))
+            self.stages.append(level_stage(cfg, i, widths[i], sizes[i][0], cfg.dec_depth))
             self.target_sizes.append(sizes[i])
         self.out_norm = make_norm(cfg.norm, widths[0])
         self.out_act = act_layer(cfg)()

@@ -19,7 +19,8 @@ class Encoder(nn.Module):
     """Convolutional encoder q(z|x) built from a :class:`~vaekit.VAEConfig`.
 
     Layout: stem conv -> for each level [blocks (+ attention), Downsample] -> mid stage at
-    the latent grid -> norm/act -> head. The flat head flattens the whole grid into an
+    the latent grid -> norm/act -> head. Each level's blocks are ``config.blocks[level]``
+    (from the block registry); the mid stage uses the last level's block. The flat head flattens the whole grid into an
     ``nn.Linear`` (no global average pooling: it would throw away *where* things are); the
     spatial head is a 3x3 conv giving ``2 * latent_channels`` maps. Both heads start near
     zero, so at step 0 the posterior is ~N(0, I) whatever the input.
@@ -48,10 +49,11 @@ class Encoder(nn.Module):
         self.downs = nn.ModuleList()
         for i, width in enumerate(widths):
             out_width = widths[min(i + 1, len(widths) - 1)]
-            self.stages.append(level_stage(cfg, width, sizes[i][0], cfg.depth))
-            self.downs.append(Downsample(width, out_width, **resample_norm_act(cfg)))
+            self.stages.append(level_stage(cfg, i, width, sizes[i][0], cfg.depth))
+            self.downs.append(Downsample(width, out_width, **resample_norm_act(cfg, i)))
         bottom = widths[-1]
-        self.mid = level_stage(cfg, bottom, sizes[-1][0], min(cfg.depth, 1))
+        # the mid stage at the latent grid uses the last level's block
+        self.mid = level_stage(cfg, -1, bottom, sizes[-1][0], min(cfg.depth, 1))
         self.out_norm = make_norm(cfg.norm, bottom)
         self.out_act = act_layer(cfg)()
         h, w = cfg.latent_size
