@@ -14,7 +14,6 @@ import re
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 import torch
 from trainer_utils import TRAIN, fake_fashion_mnist, trainer, write_images
@@ -23,7 +22,7 @@ import vaekit as vk
 from vaekit import schedules as S
 
 train = trainer()  # examples/train.py; also puts examples/ on sys.path for trainlib
-from trainlib import checkpoint, data, options, runtime, specs  # noqa: E402
+from trainlib import checkpoint, evaluate, options, runtime, specs  # noqa: E402
 
 
 @pytest.fixture
@@ -248,6 +247,7 @@ def test_missing_fashion_mnist_says_how_to_get_it(tmp_path):
         ("small", ["--image-size", "20"], r"Downsample|does not fit|image_size"),
     ],
 )
+@pytest.mark.filterwarnings("ignore::vaekit.data.DataWarning")  # many-bad: warned, then refused
 def test_bad_image_folders(tmp_path, setup, extra, message):
     folder = tmp_path / setup
     folder.mkdir()
@@ -277,9 +277,9 @@ def test_a_few_unreadable_files_are_skipped_with_one_warning(tmp_path):
     (folder / "broken.png").write_bytes(b"\x89PNG but not really")
     argv = run_args(tmp_path, "--preset", "fmnist32", "--data", str(folder), "--max-steps", "1",
                     "--batch-size", "4", "--val-fraction", "0.25", "--workers", "0")  # fmt: skip
-    with pytest.warns(data.DataWarning, match=r"skipped 1 of 21 image files") as record:
+    with pytest.warns(vk.data.DataWarning, match=r"skipped 1 of 21 image files") as record:
         run = train.main(argv)
-    assert len([w for w in record if issubclass(w.category, data.DataWarning)]) == 1
+    assert len([w for w in record if issubclass(w.category, vk.data.DataWarning)]) == 1
     config = json.loads((run / "config.json").read_text())
     assert config["data"]["train"] + config["data"]["val"] == 20
     assert "skipped 1 of 21" in config["data"]["notes"][0]
@@ -289,31 +289,25 @@ def test_a_few_unreadable_files_are_skipped_with_one_warning(tmp_path):
     assert "backbone" not in notes
 
 
-def test_folder_images_are_cropped_resized_converted_and_equalised(tmp_path):
-    from PIL import Image
+def test_evaluation_gives_every_submodule_its_own_mode_back(tmp_path, tiny_cfg):
+    """The trainer evaluates under vaekit's ``evaluating`` (one context manager for the library
+    and the trainer): a model with submodules in mixed modes comes back exactly as it was."""
+    from vaekit.metrics._common import evaluating
 
-    # 16-bit grayscale keeps its precision; a wide image is centre-cropped
-    arr = np.zeros((20, 40), dtype=np.uint16)
-    arr[:, 10:30] = 40000
-    Image.fromarray(arr).save(tmp_path / "wide16.png")
-    ds = data.ImageFolder(
-        [tmp_path / "wide16.png"], channels=1, size=20, resize=True, use_clahe=False
-    )
-    x = ds[0]
-    assert x.shape == (1, 20, 20) and x.dtype == torch.float32
-    torch.testing.assert_close(x, torch.full_like(x, 40000 / 65535))  # the middle 20 columns
-    x3 = data.ImageFolder([tmp_path / "wide16.png"], 3, 10, True, False)[0]
-    assert x3.shape == (3, 10, 10) and torch.equal(x3[0], x3[2])
-    # RGB -> grayscale with --channels 1, resized; values stay in [0, 1]
-    write_images(tmp_path / "rgb", 2, (48, 30), "RGB")
-    files = data.find_images(tmp_path / "rgb")
-    g = data.ImageFolder(files, 1, 16, True, False)[0]
-    assert g.shape == (1, 16, 16) and g.min() >= 0 and g.max() <= 1
-    # CLAHE spreads a low-contrast image's histogram
-    low = 0.4 + 0.1 * torch.rand(1, 32, 32, generator=torch.Generator().manual_seed(0))
-    eq = data.clahe(low)
-    assert eq.shape == low.shape and eq.min() >= 0 and eq.max() <= 1
-    assert eq.std() > 2 * low.std()
+    assert evaluate.evaluating is evaluating
+    vae = vk.VAE(tiny_cfg).train()
+    vae.decoder.eval()  # e.g. a frozen decoder inside a training model
+    modes = {name: m.training for name, m in vae.named_modules()}
+    assert vae.training and not vae.decoder.training and vae.encoder.training
+    x = torch.rand(4, 1, 16, 16)
+    rt = runtime.Runtime(device=torch.device("cpu"))
+    loss_fn = vk.losses.VAELoss("mse", beta=1.0)
+    terms = evaluate.validation_terms(vae, loss_fn, [x], rt, channels_last=False, seed=0)
+    assert math.isfinite(terms["total"])
+    assert {name: m.training for name, m in vae.named_modules()} == modes
+    evaluate.save_pictures(vae, x, tmp_path, "t-", seed=0)
+    assert {name: m.training for name, m in vae.named_modules()} == modes
+    assert (tmp_path / "t-reconstructions.png").is_file()
 
 
 def test_run_folders_are_never_reused(tmp_path):

@@ -256,7 +256,8 @@ def _scan(files: list[Path], verify: bool) -> tuple[list[ImageHeader], list[tupl
                     img.load()
                 good.append(ImageHeader(path, (img.height, img.width), img.mode))
         except Exception as err:  # PIL raises many types for broken files
-            bad.append((path, f"{type(err).__name__}: {err}"))
+            why = str(err).replace(str(path), path.name)  # the path is named once, outside
+            bad.append((path, f"{type(err).__name__}: {why}"))
     return good, bad
 
 

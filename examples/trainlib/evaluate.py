@@ -8,7 +8,6 @@ loss at β = 1 it is the negative ELBO per dimension.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import json
@@ -19,20 +18,9 @@ from pathlib import Path
 import torch
 
 import vaekit as vk
+from vaekit.metrics._common import evaluating  # eval() + no_grad; every submodule's mode back
 
 from .data import Data, eval_loader, first_images
-
-
-@contextlib.contextmanager
-def evaluating(module: torch.nn.Module):
-    """eval() + no_grad for the block; the module's train/eval mode comes back after."""
-    was_training = module.training
-    module.eval()
-    try:
-        with torch.no_grad():
-            yield module
-    finally:
-        module.train(was_training)
 
 
 def to_device(x: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
