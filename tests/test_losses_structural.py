@@ -65,7 +65,7 @@ def test_cut_weights_keep_their_total():
     torch.testing.assert_close(a, b)
     with pytest.raises(ValueError, match="non-negative numbers"):
         vk.functional.ms_ssim_loss(noisy, x, weights=[-1, 1])
-    with pytest.raises(ValueError, match="positive odd int"):
+    with pytest.raises(ValueError, match="window_size must be odd, got 4"):
         vk.losses.SSIMLoss(win_size=4)
 
 
@@ -77,3 +77,61 @@ def test_data_range_255():
     )
     with pytest.raises(ValueError, match=r"\[0, 1\].*data_range=1"):
         vk.functional.ssim_loss(noisy * 255, x * 255)
+
+
+# -- one name per SSIM parameter (window_size, window_sigma, k1, k2), old names as aliases ----
+NEW = dict(window_size=7, window_sigma=2.0, k1=0.02, k2=0.05)
+OLD = dict(win_size=7, win_sigma=2.0, K=(0.02, 0.05))
+
+
+@pytest.mark.parametrize(
+    "fn", [vk.functional.ssim_loss, vk.functional.ms_ssim_loss], ids=["ssim", "ms_ssim"]
+)
+def test_old_ssim_parameter_names_are_aliases(fn):
+    noisy, x = pair(32)
+    new = fn(noisy, x, **NEW)
+    assert torch.equal(fn(noisy, x, **OLD), new)
+    assert not torch.equal(fn(noisy, x), new)  # the parameters do reach the maths
+    name = "ssim" if fn is vk.functional.ssim_loss else "ms_ssim"
+    for kwargs in (NEW, OLD):
+        module = vk.losses.build(name, **kwargs)
+        assert {k: module.hparams[k] for k in NEW} == NEW  # stored under the new names
+        assert torch.equal(module(noisy, x), new)
+
+
+@pytest.mark.parametrize(
+    ("make", "old"),
+    [
+        (lambda **kw: vk.functional.ssim_loss(*pair(16), **kw), "win_sigma"),
+        (lambda **kw: vk.functional.ms_ssim_loss(*pair(16), **kw), "win_sigma"),
+        (lambda **kw: vk.losses.SSIMLoss(**kw), "win_sigma"),
+        (lambda **kw: vk.losses.MSSSIMLoss(**kw), "win_sigma"),
+        (lambda **kw: vk.metrics.ssim(*pair(16), **kw), "sigma"),
+    ],
+    ids=["ssim_loss", "ms_ssim_loss", "SSIMLoss", "MSSSIMLoss", "metrics.ssim"],
+)
+def test_old_and_new_name_together_is_a_type_error(make, old):
+    with pytest.raises(TypeError, match=rf"{old}= \(the old name of window_sigma=\)"):
+        make(window_sigma=1.5, **{old: 1.5})
+
+
+def test_old_names_together_and_bad_k():
+    with pytest.raises(TypeError, match=r"K= \(the old name of k1= and k2=\) and k1="):
+        vk.losses.SSIMLoss(K=(0.01, 0.03), k1=0.01)
+    with pytest.raises(TypeError, match=r"win_size= .*window_size="):
+        vk.losses.MSSSIMLoss(win_size=7, window_size=7)
+    with pytest.raises(ValueError, match="K must be a sequence of 2 values"):
+        vk.losses.SSIMLoss(K=0.01)
+    with pytest.raises(TypeError, match="window_size must be an int, got float"):
+        vk.losses.SSIMLoss(window_size=7.0)
+    assert vk.losses.ms_ssim_levels(64, win_size=21) == vk.losses.ms_ssim_levels(64, 21) == 2
+
+
+def test_metric_ssim_is_one_minus_the_loss_with_the_same_names():
+    noisy, x = pair(32, channels=3)
+    metric = vk.metrics.ssim(noisy, x, reduction="none", **NEW)
+    loss = vk.functional.ssim_loss(noisy, x, reduction="none", **NEW)
+    torch.testing.assert_close(metric, 1 - loss, rtol=0, atol=1e-6)
+    assert torch.equal(
+        vk.metrics.ssim(noisy, x, sigma=2.0), vk.metrics.ssim(noisy, x, window_sigma=2.0)
+    )

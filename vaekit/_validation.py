@@ -8,19 +8,23 @@ dtype checks are static and always run.
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 import operator
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import torch
 
 __all__ = [
     "REDUCTIONS",
     "DTypeError",
+    "check_broadcasts",
     "check_choice",
     "check_finite",
     "check_float_tensor",
+    "check_gaussian_window",
     "check_image",
     "check_int",
     "check_number",
@@ -29,9 +33,11 @@ __all__ = [
     "check_reduction",
     "check_same_shape",
     "is_compiling",
+    "old_keyword_names",
 ]
 
 REDUCTIONS = ("none", "mean", "sum", "batchmean")
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 
 class DTypeError(TypeError, ValueError):
@@ -189,6 +195,33 @@ def _check_bounds(value: float, name: str, shown: object, *limits: float | None)
         raise ValueError(f"{name} must be {wanted}, got {shown!r}")
 
 
+def check_gaussian_window(window_size: object, window_sigma: object) -> None:
+    """A Gaussian window (SSIM's) needs an odd int ``window_size >= 1`` and ``window_sigma > 0``."""
+    if check_int(window_size, "window_size") % 2 == 0:
+        raise ValueError(f"window_size must be odd, got {window_size}")
+    check_number(window_sigma, "window_sigma", above=0)
+
+
+def check_broadcasts(
+    x: object, shape: Sequence[int], name: str, whose: str = "the expected"
+) -> torch.Tensor:
+    """Require a float tensor that broadcasts to ``shape`` (without growing it).
+
+    ``whose`` names the shape in the message (``"the input's"``).
+    """
+    x = check_float_tensor(x, name)
+    try:
+        ok = torch.broadcast_shapes(x.shape, shape) == tuple(shape)
+    except RuntimeError:
+        ok = False
+    if not ok:
+        raise ValueError(
+            f"{name} must have {whose} shape {tuple(shape)} or broadcast to it "
+            f"(e.g. (1, 1, 1, 1)), got {tuple(x.shape)}"
+        )
+    return x
+
+
 def check_same_shape(
     x: torch.Tensor, y: torch.Tensor, names: tuple[str, str] = ("input", "target")
 ) -> None:
@@ -250,3 +283,56 @@ def check_positive(value: float, name: str, *, strict: bool = True) -> None:
     """
     check_number(value, name, above=0 if strict else None, at_least=None if strict else 0,
                  finite=False)  # fmt: skip
+
+
+def old_keyword_names(**renamed: str | tuple[str, ...]) -> Callable[[_F], _F]:
+    """Decorator: keep renamed keyword arguments working under their old names.
+
+    ``renamed`` maps each old name to its new name, or to a tuple of new names that the old
+    value is unpacked into (``K=(0.01, 0.03)`` -> ``k1=0.01, k2=0.03``). Passing an old name
+    together with its new name is a ``TypeError``, like any argument given twice.
+
+    Example:
+        >>> from vaekit._validation import old_keyword_names
+        >>> @old_keyword_names(win_size="window_size")
+        ... def blur(*, window_size=11):
+        ...     return window_size
+        >>> blur(win_size=7)
+        7
+        >>> blur(win_size=7, window_size=5)
+        Traceback (most recent call last):
+        TypeError: blur() got win_size= (the old name of window_size=) and window_size=; pass window_size= only
+    """
+
+    def decorator(fn: _F) -> _F:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            for old, new in renamed.items():
+                if old not in kwargs:
+                    continue
+                names = (new,) if isinstance(new, str) else new
+                wanted = " and ".join(f"{n}=" for n in names)
+                given = [n for n in names if n in kwargs]
+                if given:
+                    raise TypeError(
+                        f"{fn.__qualname__}() got {old}= (the old name of {wanted}) and "
+                        f"{given[0]}=; pass {wanted} only"
+                    )
+                value = kwargs.pop(old)
+                if len(names) == 1:
+                    kwargs[names[0]] = value
+                    continue
+                try:
+                    values = tuple(value)
+                except TypeError:
+                    values = ()
+                if len(values) != len(names):
+                    raise ValueError(
+                        f"{old} must be a sequence of {len(names)} values ({wanted}), got {value!r}"
+                    )
+                kwargs.update(zip(names, values))
+            return fn(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorator

@@ -12,12 +12,14 @@ Closed forms (Kingma & Welling 2014, appendix B):
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 
-from ._validation import check_float_tensor, check_reduction, check_same_shape
+from ._maths import LOG_2PI as _LOG_2PI
+from ._maths import gaussian_log_prob
+from ._maths import upcast_half as _f32
+from ._validation import check_float_tensor, check_int, check_reduction, check_same_shape
 
 __all__ = [
     "DEFAULT_LOGVAR_RANGE",
@@ -28,7 +30,6 @@ __all__ = [
 ]
 
 DEFAULT_LOGVAR_RANGE: tuple[float, float] = (-10.0, 10.0)
-_LOG_2PI = math.log(2.0 * math.pi)
 
 
 def _standard_normal(
@@ -47,10 +48,6 @@ def _standard_normal(
     if generator is None:
         return torch.randn(shape, device=device, dtype=dtype)
     return torch.randn(shape, generator=generator, device=device, dtype=dtype)
-
-
-def _f32(x: torch.Tensor) -> torch.Tensor:
-    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
 def kl_normal_elementwise(
@@ -129,12 +126,6 @@ def kl_normal(
     check_reduction(reduction)
     kl = kl_normal_elementwise(mean, logvar, other_mean, other_logvar)
     return _reduce_per_sample(kl, reduction)
-
-
-def gaussian_log_prob(z: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """Elementwise log N(z; mean, exp(logvar)) in nats, float32 (broadcasts)."""
-    z, mean, logvar = _f32(z), _f32(mean), _f32(logvar)
-    return -0.5 * (_LOG_2PI + logvar + (z - mean).square() * torch.exp(-logvar))
 
 
 @dataclass
@@ -217,8 +208,7 @@ class DiagonalGaussian:
 
     def sample_n(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` reparameterised samples stacked in a new leading dim: (n, B, *event_shape)."""
-        if not isinstance(n, int) or n < 1:
-            raise ValueError(f"n must be a positive int, got {n!r}")
+        n = check_int(n, "n")
         m = self.mean
         eps = _standard_normal((n, *m.shape), m.device, m.dtype, generator)
         return self.mean + self.std * eps

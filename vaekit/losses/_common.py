@@ -1,4 +1,4 @@
-"""Shared plumbing for the loss modules: input checks, the float32 island and the module base.
+"""Shared plumbing for the loss modules: input checks, reductions and the module base.
 
 Every loss takes ``(input, target)`` = (reconstruction, data), two ``(B, C, H, W)`` float
 tensors of the same shape, and reduces with the shared vocabulary ``"none" | "mean" | "sum" |
@@ -12,6 +12,8 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from .._maths import float32_island
+from .._maths import upcast_half as _f32
 from .._validation import (
     check_finite,
     check_image,
@@ -19,7 +21,6 @@ from .._validation import (
     check_reduction,
     check_same_shape,
 )
-from ..distributions import _f32
 from ..distributions import _reduce_per_sample as reduce_loss
 
 __all__ = ["FunctionalLoss", "float32_island", "prepare", "reduce_loss"]
@@ -53,11 +54,6 @@ def prepare(
     if data_range is None:
         check_finite(target, "target")
     return _f32(input), _f32(target)
-
-
-def float32_island(like: torch.Tensor) -> torch.autocast:
-    """Disable autocast so the maths stays in float32 (convolutions, FFTs, powers)."""
-    return torch.autocast(device_type=like.device.type, enabled=False)
 
 
 class FunctionalLoss(nn.Module):

@@ -19,30 +19,23 @@ is exactly the negative ELBO per data dimension. Variance models, per call:
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
-from .._validation import check_float_tensor, check_positive, check_reduction
-from ..distributions import DEFAULT_LOGVAR_RANGE, _f32, gaussian_log_prob
+from .._maths import LOG_2, gaussian_log_prob, laplace_log_prob, logvar_of_scale
+from .._maths import upcast_half as _f32
+from .._validation import check_broadcasts, check_positive, check_reduction
+from ..distributions import DEFAULT_LOGVAR_RANGE
 from ._common import float32_island, prepare, reduce_loss
 from .registry import register
 
 __all__ = ["GaussianNLLLoss", "LaplaceNLLLoss", "gaussian_nll", "laplace_nll"]
 
-_LOG_2 = math.log(2.0)
-
-
-def _fixed_logvar(family: str, scale: float) -> float:
-    # Gaussian: var = sigma²; Laplace: var = 2 b²
-    return 2.0 * math.log(scale) + (_LOG_2 if family == "laplace" else 0.0)
-
 
 def _optimal_logvar(family: str, err: torch.Tensor) -> torch.Tensor:
     # maximum-likelihood scale for the batch: sigma² = mean err², b = mean |err|
     if family == "laplace":
-        return _LOG_2 + 2.0 * err.abs().mean().log()
+        return LOG_2 + 2.0 * err.abs().mean().log()
     return err.square().mean().log()
 
 
@@ -62,16 +55,7 @@ def _resolve_logvar(
                 f"got both {scale_name}={scale!r} and a logvar tensor: these are two variance "
                 f"models; pass one (leave {scale_name}=None to use the decoder logvar)"
             )
-        check_float_tensor(logvar, "logvar")
-        try:
-            shape = torch.broadcast_shapes(logvar.shape, x.shape)
-        except RuntimeError:
-            shape = None
-        if shape != x.shape:
-            raise ValueError(
-                f"logvar must have the input's shape {tuple(x.shape)} or broadcast to it "
-                f"(e.g. (1, 1, 1, 1)), got {tuple(logvar.shape)}"
-            )
+        check_broadcasts(logvar, x.shape, "logvar", "the input's")
         lv = _f32(logvar)
     elif scale == "optimal":
         lv = _optimal_logvar(family, (x - y).detach())
@@ -80,7 +64,7 @@ def _resolve_logvar(
     else:
         value = 1.0 if scale is None else scale
         check_positive(value, scale_name)
-        lv = x.new_full((), _fixed_logvar(family, value))
+        lv = x.new_full((), logvar_of_scale(family, value))
     if logvar_range is not None:
         lv = lv.clamp(*logvar_range)
     return lv
@@ -153,8 +137,7 @@ def laplace_nll(
     x, y = prepare(input, target)
     with float32_island(x):
         lv = _resolve_logvar(x, y, logvar, scale, "scale", "laplace", logvar_range)
-        log_b = 0.5 * (lv - _LOG_2)
-        return reduce_loss(_LOG_2 + log_b + (y - x).abs() * torch.exp(-log_b), reduction)
+        return reduce_loss(-laplace_log_prob(y, x, lv), reduction)
 
 
 class _LikelihoodLoss(nn.Module):
@@ -186,7 +169,7 @@ class _LikelihoodLoss(nn.Module):
         if self.learned:
             check_positive(init_scale, f"init_{self._scale_name}")
             family = "gaussian" if self._scale_name == "sigma" else "laplace"
-            self.logvar = nn.Parameter(torch.tensor(_fixed_logvar(family, init_scale)))
+            self.logvar = nn.Parameter(torch.tensor(logvar_of_scale(family, init_scale)))
 
     def forward(
         self, input: torch.Tensor, target: torch.Tensor, logvar: torch.Tensor | None = None

@@ -9,10 +9,10 @@ Loaiza-Ganem & Cunningham 2019 on the continuous Bernoulli.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
+from .._maths import bernoulli_log_prob
 from .._validation import check_reduction
-from ._common import FunctionalLoss, float32_island, prepare, reduce_loss
+from ._common import FunctionalLoss, prepare, reduce_loss
 from .registry import register
 
 __all__ = ["BCELoss", "L1Loss", "MSELoss", "bce_loss", "l1_loss", "mse_loss"]
@@ -75,12 +75,7 @@ def bce_loss(
     """
     check_reduction(reduction)
     x, y = prepare(input, target, data_range=1.0, check_input_range=not logits)
-    with float32_island(x):  # F.binary_cross_entropy refuses to run in fp16 autocast
-        if logits:
-            nll = F.binary_cross_entropy_with_logits(x, y, reduction="none")
-        else:
-            nll = F.binary_cross_entropy(x, y, reduction="none")
-    return reduce_loss(nll, reduction)
+    return reduce_loss(-bernoulli_log_prob(y, x, logits=logits), reduction)
 
 
 @register("l1", aliases=("mae",))

@@ -12,8 +12,16 @@ from dataclasses import dataclass, fields
 import torch
 import torch.nn.functional as F
 
-from .._validation import check_image, check_positive, check_same_shape
-from ..losses.structural import ssim_loss
+from .. import _maths
+from .._validation import (
+    check_gaussian_window,
+    check_image,
+    check_number,
+    check_positive,
+    check_range,
+    check_same_shape,
+    old_keyword_names,
+)
 
 __all__ = ["ImageStats", "image_stats", "psnr", "ssim"]
 
@@ -61,13 +69,14 @@ def psnr(
     return _reduce(10.0 * torch.log10(data_range**2 / mse), reduction)
 
 
+@old_keyword_names(sigma="window_sigma")
 def ssim(
     x: torch.Tensor,
     y: torch.Tensor,
     data_range: float = 1.0,
     *,
     window_size: int = 11,
-    sigma: float = 1.5,
+    window_sigma: float = 1.5,
     k1: float = 0.01,
     k2: float = 0.03,
     reduction: str = "mean",
@@ -76,12 +85,17 @@ def ssim(
 
     Gaussian window (11 x 11, sigma 1.5), constants ``C1 = (k1 R)^2``, ``C2 = (k2 R)^2``,
     statistics over "valid" windows only (no padding, as in the reference implementation);
-    the SSIM map is averaged over channels and positions.
+    the SSIM map is averaged over channels and positions. The same maths as
+    :func:`vaekit.functional.ssim_loss` (``ssim == 1 - ssim_loss``), with the same parameter
+    names.
 
     Args:
-        x, y: image batches of the same shape, at least ``window_size`` pixels on each side.
+        x, y: image batches of the same shape in ``[0, data_range]``, at least
+            ``window_size`` pixels on each side.
         data_range: R, the pixel range (1.0 for [0, 1] images).
-        window_size, sigma: Gaussian window; use a smaller window for tiny images.
+        window_size, window_sigma: Gaussian window (odd size, std in pixels); use a smaller
+            window for tiny images. ``sigma`` is an old name of ``window_sigma``.
+        k1, k2: stability constants.
         reduction: ``"mean"`` (default) or ``"none"`` for ``(N,)``.
 
     Shape:
@@ -95,19 +109,16 @@ def ssim(
         >>> bool(vk.metrics.ssim(x, x.flip(-1)) < 0.5)
         True
     """
-    check_positive(data_range, "data_range")
-    if isinstance(window_size, bool) or not isinstance(window_size, int) or window_size < 1:
-        raise ValueError(f"window_size must be a positive odd int, got {window_size!r}")
-    if window_size % 2 == 0:
-        raise ValueError(f"window_size must be odd, got {window_size}")
-    check_positive(sigma, "sigma")
+    check_number(data_range, "data_range", above=0)
+    check_gaussian_window(window_size, window_sigma)
     x, y = _pair(x, y)
     check_image(x, "x", min_size=window_size)
-    # one SSIM implementation in the package: the loss's (float32 island, pytorch-msssim's
-    # "valid" Gaussian filtering), turned back from 1 - SSIM into SSIM
-    loss = ssim_loss(x, y, data_range=data_range, win_size=window_size, win_sigma=sigma,
-                     K=(k1, k2), reduction="none")  # fmt: skip
-    return _reduce(1.0 - loss, reduction)
+    hint = f"images must be scaled to [0, {data_range:g}] (data_range={data_range:g})"
+    check_range(x, 0.0, data_range, "x", hint)
+    check_range(y, 0.0, data_range, "y", hint)
+    value = _maths.ssim(x, y, data_range=data_range, window_size=window_size,
+                        window_sigma=window_sigma, k1=k1, k2=k2)  # fmt: skip
+    return _reduce(value, reduction)
 
 
 _LAPLACIAN = ((0.0, 1.0, 0.0), (1.0, -4.0, 1.0), (0.0, 1.0, 0.0))

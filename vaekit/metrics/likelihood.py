@@ -30,10 +30,26 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import nn
 
-from .._validation import check_choice, check_image, check_positive, check_range
-from ..distributions import DiagonalGaussian, _f32, gaussian_log_prob
-from ..losses.likelihood import gaussian_nll, laplace_nll
-from ..losses.pixel import bce_loss
+from .._maths import (
+    LOG_2PI,
+    bernoulli_log_prob,
+    gaussian_log_prob,
+    laplace_log_prob,
+    logvar_of_scale,
+)
+from .._maths import upcast_half as _f32
+from .._validation import (
+    check_broadcasts,
+    check_choice,
+    check_finite,
+    check_image,
+    check_int,
+    check_number,
+    check_positive,
+    check_range,
+    check_same_shape,
+)
+from ..distributions import DiagonalGaussian
 from ._common import acc_dtype, evaluating
 
 __all__ = [
@@ -46,17 +62,15 @@ __all__ = [
 ]
 
 LIKELIHOODS = ("bernoulli", "gaussian", "laplace")
-_LOG_2PI = math.log(2 * math.pi)
 Likelihood = str | Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 # -- bits per dimension -----------------------------------------------------------------------
 def _num_dims(num_dims: object) -> int:
     if isinstance(num_dims, (tuple, list, torch.Size)):
-        num_dims = math.prod(num_dims)
-    if isinstance(num_dims, bool) or not isinstance(num_dims, int) or num_dims < 1:
-        raise ValueError(f"num_dims must be a positive int (or a shape), got {num_dims!r}")
-    return num_dims
+        dims = [check_int(d, f"num_dims[{i}]") for i, d in enumerate(num_dims)]
+        return check_int(math.prod(dims), "num_dims")  # () has no dimensions
+    return check_int(num_dims, "num_dims")
 
 
 def bits_per_dim(nll_nats: torch.Tensor | float, num_dims: int | tuple[int, ...]):
@@ -113,12 +127,11 @@ def discretized_bits_per_dim(
         True
     """
     d = _num_dims(num_dims)
-    check_positive(data_range, "data_range")
-    if isinstance(num_bins, bool) or not isinstance(num_bins, int) or num_bins < 2:
-        raise ValueError(f"num_bins must be an int >= 2, got {num_bins!r}")
+    check_number(data_range, "data_range", above=0)
+    check_int(num_bins, "num_bins", minimum=2)
     if bin_width is None:
         bin_width = data_range / num_bins
-    check_positive(bin_width, "bin_width")
+    check_number(bin_width, "bin_width", above=0)
     return (nll_nats - d * math.log(bin_width)) / (d * math.log(2))
 
 
@@ -156,14 +169,23 @@ def log_likelihood(
         tensor([-2.7726], dtype=torch.float64)
     """
     check_choice(likelihood, LIKELIHOODS, "likelihood")
+    check_image(recon, "recon")
+    check_image(x, "x")
+    check_same_shape(recon, x, ("recon", "x"))
     recon, x = _f32(recon), _f32(x)  # half -> float32; float64 models stay float64
     if likelihood == "bernoulli":
         if sigma is not None or scale is not None or logvar is not None:
             raise ValueError(
                 "a Bernoulli likelihood has no variance: leave sigma, scale and logvar as None"
             )
-        nll = bce_loss(recon, x, logits=logits, reduction="none")
-        return -nll.flatten(1).sum(1, dtype=torch.float64)
+        hint = "a Bernoulli likelihood needs data in [0, 1]"
+        check_range(x, 0.0, 1.0, "x", hint)
+        if logits:
+            check_finite(recon, "recon")
+        else:
+            check_range(recon, 0.0, 1.0, "recon", "probabilities, or pass logits=True")
+        log_px = bernoulli_log_prob(x, recon, logits=logits)
+        return log_px.flatten(1).sum(1, dtype=torch.float64)
     fixed, other = ("sigma", "scale") if likelihood == "gaussian" else ("scale", "sigma")
     given = {"sigma": sigma, "scale": scale}
     if given[other] is not None:
@@ -176,6 +198,8 @@ def log_likelihood(
             f"got both {fixed}={given[fixed]!r} and a decoder logvar: the decoder predicts its "
             f"own variance (config.variance != 'none'), so leave {fixed}=None"
         )
+    check_finite(recon, "recon")
+    check_finite(x, "x")
     if logvar is None:
         if given[fixed] is None:
             raise ValueError(
@@ -183,13 +207,13 @@ def log_likelihood(
                 f"(variance='none'), so pass a fixed {fixed}=..., e.g. {fixed}=0.1"
             )
         check_positive(given[fixed], fixed)
-    # the per-pixel densities are the losses' own (one implementation); no clamp of the
-    # variance here: a metric reports the model as it is
-    if likelihood == "gaussian":
-        nll = gaussian_nll(recon, x, logvar, sigma=sigma, logvar_range=None, reduction="none")
+        lv = recon.new_full((), logvar_of_scale(likelihood, given[fixed]))
     else:
-        nll = laplace_nll(recon, x, logvar, scale=scale, logvar_range=None, reduction="none")
-    return -nll.expand_as(x).flatten(1).sum(1, dtype=torch.float64)
+        lv = _f32(check_broadcasts(logvar, x.shape, "logvar", "x's"))
+    # the losses' densities (one implementation, vaekit._maths); no clamp of the variance
+    # here: a metric reports the model as it is
+    log_prob = gaussian_log_prob if likelihood == "gaussian" else laplace_log_prob
+    return log_prob(x, recon, lv).expand_as(x).flatten(1).sum(1, dtype=torch.float64)
 
 
 def _decode(vae: nn.Module, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -225,16 +249,10 @@ def _check_inputs(vae: nn.Module, x: torch.Tensor, likelihood: Likelihood) -> bo
     return logits
 
 
-def _check_count(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
-
-
 def _batch_size(batch_size: int | None, x: torch.Tensor) -> int:
     if batch_size is None:
         return 16 if x.device.type == "cpu" else 2048
-    return _check_count(batch_size, "batch_size")
+    return check_int(batch_size, "batch_size")
 
 
 def _log_px(
@@ -345,7 +363,7 @@ def iwae_nll(
         torch.Size([3])
     """
     logits = _check_inputs(vae, x, likelihood)
-    k = _check_count(k, "k")
+    k = check_int(k, "k")
     batch_size = _batch_size(batch_size, x)
     check_choice(reduction, ("mean", "none"), "reduction")
     n = x.shape[0]
@@ -357,9 +375,7 @@ def iwae_nll(
             for z, log_px in chunks:
                 # log p(z) - log q(z|x), elementwise in float32, summed in float64
                 zf = _f32(z)
-                log_ratio = -0.5 * (_LOG_2PI + zf.square()) - gaussian_log_prob(
-                    zf, q.mean, q.logvar
-                )
+                log_ratio = -0.5 * (LOG_2PI + zf.square()) - gaussian_log_prob(zf, q.mean, q.logvar)
                 log_w.append(log_px + log_ratio.flatten(2).sum(2, dtype=log_px.dtype))
             log_w = torch.cat(log_w)  # (k, nb)
             out.append(math.log(k) - torch.logsumexp(log_w, dim=0))
@@ -399,7 +415,7 @@ def elbo_nll(
         True
     """
     logits = _check_inputs(vae, x, likelihood)
-    k = _check_count(k, "k")
+    k = check_int(k, "k")
     batch_size = _batch_size(batch_size, x)
     check_choice(reduction, ("mean", "none"), "reduction")
     out = []
