@@ -13,6 +13,7 @@ from torch import nn
 
 import vaekit as vk
 from vaekit import metrics as M
+from vaekit.losses import WeightsNotFoundError
 
 
 def tiny_vae(**overrides) -> vk.VAE:
@@ -310,7 +311,9 @@ def test_inception_offline_error_names_the_file(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match=M.INCEPTION_WEIGHTS_FILE) as info:
         M.InceptionFeatures()
     assert str(tmp_path / "hub" / "checkpoints") in str(info.value)
-    assert isinstance(info.value, ValueError)
+    assert f"https://download.pytorch.org/models/{M.INCEPTION_WEIGHTS_FILE}" in str(info.value)
+    # one weights flow for losses and metrics: the same error class as perceptual/lpips
+    assert isinstance(info.value, ValueError) and isinstance(info.value, WeightsNotFoundError)
     with pytest.raises(FileNotFoundError, match="no such file"):
         M.InceptionFeatures(weights=tmp_path / "missing.pth")
 

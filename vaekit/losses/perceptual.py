@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from .._validation import check_choice, check_reduction
+from .._weights import WeightsNotFoundError, hub_cache_path, load_weights
 from ._common import _f32, prepare, reduce_loss
 from .registry import register
 
@@ -38,14 +39,6 @@ __all__ = [
     "imagenet_weights_path",
     "load_backbone_state_dict",
 ]
-
-
-class WeightsNotFoundError(FileNotFoundError, ValueError):
-    """Pretrained weights are neither cached nor downloadable (or a given path is missing).
-
-    A ``FileNotFoundError`` (what happened) and a ``ValueError`` (vaekit's user-error type);
-    the message names the file, the directory to put it in and the URL to fetch it from.
-    """
 
 
 # torchvision weight enums (resolved lazily: importing torchvision is slow)
@@ -110,6 +103,13 @@ def _vgg16_features(last: int) -> nn.Sequential:
     return nn.Sequential(*layers[: last + 1])
 
 
+def _imagenet_url(arch: str) -> str:
+    check_choice(arch, list(_WEIGHT_ENUMS), "arch")
+    import torchvision.models  # lazy: only when ImageNet weights are asked for
+
+    return getattr(torchvision.models, _WEIGHT_ENUMS[arch]).IMAGENET1K_V1.url
+
+
 def imagenet_weights_path(arch: str) -> tuple[str, str]:
     """``(path in the torch hub cache, download URL)`` of torchvision's ImageNet weights.
 
@@ -119,26 +119,8 @@ def imagenet_weights_path(arch: str) -> tuple[str, str]:
         >>> os.path.basename(path), url
         ('vgg16-397923af.pth', 'https://download.pytorch.org/models/vgg16-397923af.pth')
     """
-    check_choice(arch, list(_WEIGHT_ENUMS), "arch")
-    import torchvision.models  # lazy: only when ImageNet weights are asked for
-
-    url = getattr(torchvision.models, _WEIGHT_ENUMS[arch]).IMAGENET1K_V1.url
-    directory = os.path.join(torch.hub.get_dir(), "checkpoints")
-    return os.path.join(directory, os.path.basename(url)), url
-
-
-def _not_found(what: str, path: str, url: str | None, reason: str) -> WeightsNotFoundError:
-    name, directory = os.path.basename(path), os.path.dirname(path)
-    fetch = (
-        f"On a machine with internet, download {url} and copy it to {path} (the torch hub "
-        f"cache: $TORCH_HOME/hub/checkpoints, TORCH_HOME defaults to ~/.cache/torch), or "
-        if url
-        else "Pass an existing file, or "
-    )
-    return WeightsNotFoundError(
-        f"{what} needs the weights file {name!r} in {directory!r}: {reason}. {fetch}"
-        f"pass weights='/path/to/{name}', or weights=None for a random backbone (tests only)."
-    )
+    url = _imagenet_url(arch)
+    return hub_cache_path(url), url
 
 
 def load_backbone_state_dict(
@@ -147,41 +129,12 @@ def load_backbone_state_dict(
     """Resolve ``weights`` (``None`` | ``"imagenet"`` | a path) to a torchvision state dict.
 
     ``"imagenet"`` reads torchvision's file from the torch hub cache, downloading it when
-    ``download`` is True; a missing file raises :class:`WeightsNotFoundError`.
+    ``download`` is True; a missing file raises :class:`WeightsNotFoundError` (the flow of
+    :func:`vaekit._weights.load_weights`, shared with the metrics' feature networks).
     """
-    if weights is None:
-        return None
-    what = what or f"{arch} backbone"
-    if weights == "imagenet":
-        path, url = imagenet_weights_path(arch)
-        if not os.path.isfile(path):
-            if not download:
-                raise _not_found(what, path, url, "not cached and download=False")
-            try:  # torchvision's own route: hash-checked download into the hub cache
-                torch.hub.load_state_dict_from_url(
-                    url, map_location="cpu", progress=False, check_hash=True, weights_only=True
-                )
-            except Exception as err:  # offline, proxy, DNS, HTTP errors: all mean "not there"
-                raise _not_found(
-                    what, path, url, f"not cached and download failed ({err})"
-                ) from err
-    elif isinstance(weights, (str, os.PathLike)):
-        path, url = os.fspath(weights), None
-        if not os.path.isfile(path):
-            raise _not_found(what, os.path.abspath(path), None, "no such file")
-    else:
-        raise TypeError(
-            f"weights must be None, 'imagenet' or a file path, got {type(weights).__name__}"
-        )
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise ValueError(f"could not read {what} weights from {path!r}: {err}") from err
-    if not isinstance(state, Mapping) or not all(
-        isinstance(v, torch.Tensor) for v in state.values()
-    ):
-        raise ValueError(f"{path!r} must hold a state dict of tensors, got {type(state).__name__}")
-    return dict(state)
+    check_choice(arch, list(_WEIGHT_ENUMS), "arch")
+    return load_weights(weights, lambda: _imagenet_url(arch), what=what or f"{arch} backbone",
+                        download=download, random="backbone")  # fmt: skip
 
 
 def _load_features(

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._validation import check_float_tensor
+from .._weights import load_weights
 from ._common import evaluating, iter_images, model_device
 
 __all__ = [
@@ -169,44 +170,6 @@ def extract_features(
 
 
 # -- Inception --------------------------------------------------------------------------------
-def _inception_state_dict(weights: str | os.PathLike, download: bool) -> dict:
-    from ..losses.perceptual import WeightsNotFoundError
-
-    def not_found(path: str, reason: str) -> WeightsNotFoundError:
-        return WeightsNotFoundError(
-            f"InceptionFeatures needs the weights file {os.path.basename(path)!r} in "
-            f"{os.path.dirname(path)!r}: {reason}. On a machine with internet, download "
-            f"{_INCEPTION_URL} and copy it there (the torch hub cache: "
-            "$TORCH_HOME/hub/checkpoints, TORCH_HOME defaults to ~/.cache/torch), or pass "
-            f"weights='/path/to/{INCEPTION_WEIGHTS_FILE}', or weights=None for a random "
-            "network (tests only)."
-        )
-
-    if weights == "imagenet":
-        path = os.path.join(torch.hub.get_dir(), "checkpoints", INCEPTION_WEIGHTS_FILE)
-        if not os.path.isfile(path):
-            if not download:
-                raise not_found(path, "not cached and download=False")
-            try:  # torchvision's route: hash-checked download into the hub cache
-                torch.hub.load_state_dict_from_url(
-                    _INCEPTION_URL, map_location="cpu", progress=False, check_hash=True
-                )
-            except Exception as err:  # offline, proxy, DNS, HTTP: all mean "not there"
-                raise not_found(path, f"not cached and download failed ({err})") from err
-    elif isinstance(weights, (str, os.PathLike)):
-        path = os.fspath(weights)
-        if not os.path.isfile(path):
-            raise not_found(os.path.abspath(path), "no such file")
-    else:
-        raise TypeError(
-            f"weights must be None, 'imagenet' or a file path, got {type(weights).__name__}"
-        )
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise ValueError(f"could not read Inception weights from {path!r}: {err}") from err
-
-
 class InceptionFeatures(nn.Module):
     """2048-d pool features of torchvision's Inception v3, for :func:`fid`.
 
@@ -238,7 +201,8 @@ class InceptionFeatures(nn.Module):
         super().__init__()
         from torchvision.models import inception_v3  # lazy: slow import
 
-        state = None if weights is None else _inception_state_dict(weights, download)
+        state = load_weights(weights, _INCEPTION_URL, what="InceptionFeatures",
+                             download=download, random="network")  # fmt: skip
         # transform_input=True is what torchvision sets for its ImageNet weights: it maps
         # ImageNet-normalised input to the [-1, 1] scaling the Google weights expect
         net = inception_v3(weights=None, aux_logits=True, transform_input=True, init_weights=False)
