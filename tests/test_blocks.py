@@ -602,3 +602,182 @@ def test_public_names_are_exported() -> None:
     assert {"SelfAttention", "Downsample", "Upsample", "make_norm", "make_act"} <= set(
         blocks.__all__
     )
+
+
+# ------------------------------------------------------------- every registered body block
+# Parametrised over the registry: a block is tested here the moment it is registered (also a
+# user's: tests/test_block_registry.py runs check_block_contract on one defined in the test).
+
+REGISTERED = vk.blocks.available()
+parametrize_registered = pytest.mark.parametrize("name", REGISTERED)
+NORM_ACTS = [("group", "silu"), ("batch", "relu"), ("layer", "gelu"), ("none", "leaky_relu")]
+
+
+def create(name: str, in_ch: int, out_ch: int, norm: str = "group", act: str = "silu"):
+    """``vk.blocks.create`` with ``out_ch`` only where the block can change the width."""
+    out_ch = out_ch if vk.blocks.traits(name).changes_channels else in_ch
+    torch.manual_seed(0)
+    return vk.blocks.create(name, in_ch, out_ch, norm=norm, act=act), out_ch
+
+
+def wake(module: nn.Module) -> nn.Module:
+    """Give (near-)zero parameters random values: zero-init branches (LayerScale, a zeroed last
+    conv) would otherwise hide the branch from the comparisons and gradients below."""
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in module.parameters():
+            if p.abs().max() < 1e-3:
+                p.copy_(0.1 * torch.randn(p.shape, generator=gen))
+    return module
+
+
+def check_shape(name: str, in_ch: int, out_ch: int, h: int, w: int, norm: str, act: str) -> None:
+    m, out_ch = create(name, in_ch, out_ch, norm, act)
+    assert isinstance(m, nn.Module)
+    m.eval()  # BatchNorm cannot take train-mode statistics of a single 1x1 sample
+    with torch.no_grad():
+        y = m(randn(2, in_ch, h, w))
+    assert y.shape == (2, out_ch, h, w)  # a body block keeps the spatial size
+    assert torch.isfinite(y).all()
+
+
+def check_width_change(name: str) -> None:
+    if vk.blocks.traits(name).changes_channels:
+        assert vk.blocks.create(name, 4, 6)(randn(1, 4, 5, 5)).shape[1] == 6
+    else:
+        with pytest.raises(ValueError, match=rf"'{name}' keeps its width.*got 4 and 6"):
+            vk.blocks.create(name, 4, 6)
+
+
+def check_channels_last(name: str) -> None:
+    m, _ = create(name, 4, 6)
+    wake(m).eval()
+    x = randn(2, 4, 9, 7)
+    with torch.no_grad():
+        ref = m(x)
+        y_input = m(x.to(memory_format=torch.channels_last))
+        m.to(memory_format=torch.channels_last)
+        y_both = m(x.to(memory_format=torch.channels_last))
+    torch.testing.assert_close(y_input, ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(y_both, ref, atol=1e-5, rtol=1e-5)
+
+
+def check_compile(name: str) -> None:
+    m, _ = create(name, 4, 6)
+    wake(m).eval()
+    x = randn(2, 4, 9, 7)
+    torch._dynamo.reset()
+    compiled = torch.compile(m, backend="eager", fullgraph=True)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), m(x), atol=1e-6, rtol=1e-6)
+
+
+def check_bad_input(name: str) -> None:
+    """A ValueError naming the expected and the actual channels, a ValueError for a 3-D
+    tensor, a TypeError for an integer tensor (built-ins: vaekit._validation.check_image)."""
+    m, _ = create(name, 4, 6)
+    with pytest.raises(ValueError, match=r"\b4\b.*\b5\b"):
+        m(torch.randn(1, 5, 8, 8))
+    with pytest.raises(ValueError):
+        m(torch.randn(4, 8, 8))
+    with pytest.raises(TypeError, match="float"):
+        m(torch.zeros(1, 4, 8, 8, dtype=torch.long))
+
+
+def check_gradients(name: str) -> None:
+    m, _ = create(name, 4, 6)
+    wake(m).train()
+    x = randn(2, 4, 9, 8).requires_grad_()
+    y = m(x)
+    (y * randn(*y.shape, seed=1)).sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    for pname, p in m.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, f"{pname} got no gradient"
+
+
+def check_block_contract(name: str) -> None:
+    """Everything a registered body block must do (what the parametrised tests below check)."""
+    for norm, act in NORM_ACTS:
+        check_shape(name, 3, 5, 7, 6, norm, act)
+    check_width_change(name)
+    check_channels_last(name)
+    check_compile(name)
+    check_bad_input(name)
+    check_gradients(name)
+
+
+@parametrize_registered
+@settings(max_examples=10, deadline=None)
+@given(
+    in_ch=st.integers(1, 12),
+    out_ch=st.integers(1, 12),
+    h=st.integers(1, 20),
+    w=st.integers(1, 20),
+    norm_act=st.sampled_from(NORM_ACTS),
+)
+def test_registered_block_keeps_size_and_gives_out_ch(name, in_ch, out_ch, h, w, norm_act):
+    check_shape(name, in_ch, out_ch, h, w, *norm_act)
+
+
+@parametrize_registered
+def test_registered_block_width_change(name: str) -> None:
+    check_width_change(name)
+
+
+@parametrize_registered
+def test_registered_block_channels_last(name: str) -> None:
+    check_channels_last(name)
+
+
+@parametrize_registered
+def test_registered_block_compiles_fullgraph(name: str) -> None:
+    check_compile(name)
+
+
+@parametrize_registered
+def test_registered_block_bad_input(name: str) -> None:
+    check_bad_input(name)
+
+
+@parametrize_registered
+def test_registered_block_gradients(name: str) -> None:
+    check_gradients(name)
+
+
+@parametrize_registered
+def test_registered_block_is_the_class_it_names(name: str) -> None:
+    m = vk.blocks.create(name, 4, 4)
+    assert type(m) is vk.blocks.get(name)
+    assert vk.blocks.name_of(m) == name
+    assert vk.blocks.traits(name) == vk.blocks.BlockTraits(
+        residual=type(m).residual, changes_channels=type(m).changes_channels
+    )
+
+
+def test_builtin_blocks_and_their_traits() -> None:
+    expected = {
+        "conv": (blocks.ConvNormAct, False, True),
+        "resblock": (blocks.ResBlock, True, True),
+        "bottleneck": (blocks.ResidualBottleneck, True, False),
+        "preact": (blocks.PreActResBlock, True, True),
+    }
+    assert set(expected) <= set(REGISTERED)
+    for name, (cls, residual, changes) in expected.items():
+        assert vk.blocks.get(name) is cls
+        assert vk.blocks.traits(name) == vk.blocks.BlockTraits(residual, changes)
+    assert "attention" not in REGISTERED and "se" not in REGISTERED  # not body blocks
+
+
+def test_bottleneck_takes_both_constructor_forms() -> None:
+    torch.manual_seed(0)
+    old = blocks.ResidualBottleneck(32, ratio=2, se=False)
+    torch.manual_seed(0)
+    new = vk.blocks.create("bottleneck", 32, 32, norm="group", act="silu", ratio=2, se=False)
+    assert old.hidden_channels == new.hidden_channels == 16
+    for (k, a), (k2, b) in zip(old.state_dict().items(), new.state_dict().items()):
+        assert k == k2 and torch.equal(a, b)
+    assert blocks.ResidualBottleneck(channels=8).in_ch == blocks.ResidualBottleneck(8, 8).out_ch
+    with pytest.raises(ValueError, match=r"keeps its width.*got 4; pass .* as ratio=4"):
+        blocks.ResidualBottleneck(32, 4)  # the old positional ratio, now out_ch
+    with pytest.raises(TypeError):
+        blocks.ResidualBottleneck(32, 32, 4)  # everything after out_ch is keyword-only
