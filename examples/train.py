@@ -12,8 +12,9 @@ last.safetensors (vk.VAE.load), trainer_state.pt (for --resume), pictures, metri
 summary.md. Options come from defaults < --config FILE.json < a resumed run < the command
 line. See docs/training.md.
 
-This file is the training loop; examples/trainlib/ holds the plumbing (options, data,
-checkpoints, metrics). Copy both and edit.
+This file is the training run: ``Trainer`` builds it, loops and finishes, one method per step;
+examples/trainlib/ holds the plumbing (options, data, checkpoints, metrics). Copy both and
+edit.
 """
 
 from __future__ import annotations
@@ -121,11 +122,46 @@ def main(argv: list[str] | None = None) -> Path | None:
 
 
 def train(args, rt: runtime.Runtime) -> Path | None:
-    # ---- setup: model, data, objective, optimiser (bad input fails here, before training) ----
-    with usage_errors():
-        cfg = model_config(args)
-        size = cfg.image_size[0]
-        dataset = data.load(args, cfg.in_channels, size, resize=args.image_size is not None)
+    """Build the run, train until a stop condition, then report (rank 0 writes the files)."""
+    run = Trainer(args, rt)  # bad options or data fail here, before any training
+    stop = run.loop()
+    return run.finish(stop)
+
+
+class Trainer:
+    """One training run, in the order it happens.
+
+    1. build (``__init__``): model config, data, objective, model and optimiser, the run
+       folder (new or resumed), DDP/compile wrapping, ``config.json``;
+    2. loop (:meth:`loop`): epochs of optimiser steps (:meth:`train_step`), train rows in
+       ``history.csv``, validation (:meth:`validate`) and checkpoints (:meth:`save`);
+    3. finish (:meth:`finish`): a last validation and checkpoint, then on rank 0 the best
+       checkpoint's pictures, ``metrics.json`` and ``summary.md`` (:meth:`report`).
+
+    ``state`` holds everything about the progress that ``trainer_state.pt`` saves and
+    ``--resume`` restores (step, epoch, batch in the epoch, best validation, patience, time).
+    """
+
+    # ---- 1. build ----------------------------------------------------------------------------
+    def __init__(self, args, rt: runtime.Runtime) -> None:
+        self.args, self.rt = args, rt
+        with usage_errors():
+            self.cfg = model_config(args)
+            self.size = self.cfg.image_size[0]
+            self._build_data()
+            self._build_objective()
+            self._build_model_and_optimiser()
+            self._open_run_dir()
+        self.net = self._wrap(self.vae)
+        if rt.main:
+            self._write_config()
+        self.pictures_of = data.first_images(self.dataset.val, 16)
+
+    def _build_data(self) -> None:
+        args, rt = self.args, self.rt
+        dataset = data.load(
+            args, self.cfg.in_channels, self.size, resize=args.image_size is not None
+        )
         if len(dataset.val) < rt.world_size:
             raise ValueError(
                 f"{len(dataset.val)} validation image(s) for {rt.world_size} processes: raise "
@@ -137,91 +173,109 @@ def train(args, rt: runtime.Runtime) -> Path | None:
                 f"{len(dataset.test)}: raise --val-fraction (or --eval-limit), or pass "
                 "--no-final-metrics"
             )
-        loader, sampler = data.train_loader(
+        self.dataset = dataset
+        self.loader, self.sampler = data.train_loader(
             dataset, args, rt.rank, rt.world_size, pin=rt.device.type == "cuda"
         )
-        val_loader = data.eval_loader(dataset.val, args, rt.rank, rt.world_size)
-        steps_per_epoch = sampler.steps_per_epoch
-        beta = args.beta_plan.schedule(steps_per_epoch)
-        beta_final = args.beta_plan.final_value()
+        self.val_loader = data.eval_loader(dataset.val, args, rt.rank, rt.world_size)
+        self.steps_per_epoch = self.sampler.steps_per_epoch
+
+    def _build_objective(self) -> None:
+        args = self.args
+        self.beta = args.beta_plan.schedule(self.steps_per_epoch)
+        self.beta_final = args.beta_plan.final_value()
         recon = specs.build_recon(
             args.loss_terms, multiscale=args.multiscale, perceptual_weights=args.perceptual_weights
         )
-        loss_fn = vk.losses.VAELoss(recon, kl=vk.losses.KL(free_bits=args.free_bits), beta=beta)
-        loss_fn = loss_fn.to(rt.device)
+        loss_fn = vk.losses.VAELoss(
+            recon, kl=vk.losses.KL(free_bits=args.free_bits), beta=self.beta
+        )
+        self.loss_fn = loss_fn.to(self.rt.device)
         # validation: the same reconstruction loss, the true KL, the final beta
-        val_loss_fn = vk.losses.VAELoss(loss_fn.recon, kl=vk.losses.KL(), beta=beta_final)
-        likelihood = specs.likelihood_of(args.loss_terms, args.multiscale, cfg.variance)
-        eval_every = args.eval_every_length.to_steps(steps_per_epoch)
+        self.val_loss_fn = vk.losses.VAELoss(
+            self.loss_fn.recon, kl=vk.losses.KL(), beta=self.beta_final
+        )
+        self.likelihood = specs.likelihood_of(args.loss_terms, args.multiscale, self.cfg.variance)
+        self.eval_every = args.eval_every_length.to_steps(self.steps_per_epoch)
         # what summary.md must say next to the metrics: skipped files, random backbones
-        notes = list(dataset.notes) + [
+        self.notes = list(self.dataset.notes) + [
             f"the {name} term's backbone is random (--perceptual-weights none or weights=None), "
             "not ImageNet-trained: the term measures nothing useful and its values do not compare "
             "with a run that has the weights"
             for name in specs.random_backbones(args.loss_terms, args.perceptual_weights)
         ]
 
+    def _build_model_and_optimiser(self) -> None:
+        args, rt = self.args, self.rt
         torch.manual_seed(args.seed)  # the same initial weights on every rank
-        vae = vk.VAE(cfg).to(rt.device)
+        vae = vk.VAE(self.cfg).to(rt.device)
         if args.channels_last:
             vae = vae.to(memory_format=torch.channels_last)
-        aug = runtime.seed_everything(args.seed, rt.rank)  # noise differs per rank
+        self.vae = vae
+        self.aug = runtime.seed_everything(args.seed, rt.rank)  # noise differs per rank
 
         groups = [{"params": list(vae.parameters()), "weight_decay": args.weight_decay}]
-        if list(loss_fn.parameters()):  # e.g. a learned sigma: no weight decay
-            groups.append({"params": list(loss_fn.parameters()), "weight_decay": 0.0})
-        opt = torch.optim.AdamW(groups, lr=args.lr, fused=rt.device.type == "cuda")
+        if list(self.loss_fn.parameters()):  # e.g. a learned sigma: no weight decay
+            groups.append({"params": list(self.loss_fn.parameters()), "weight_decay": 0.0})
+        self.opt = opt = torch.optim.AdamW(groups, lr=args.lr, fused=rt.device.type == "cuda")
         # the cosine length: --epochs if given, else --max-steps (then stopping early with a
         # smaller --max-steps changes the schedule; keep it fixed to resume exactly)
-        total_steps = args.epochs * steps_per_epoch if args.epochs else args.max_steps
+        total_steps = args.epochs * self.steps_per_epoch if args.epochs else args.max_steps
         if args.lr_schedule == "cosine":
-            lr_sched = torch.optim.lr_scheduler.LambdaLR(
+            self.lr_sched = torch.optim.lr_scheduler.LambdaLR(
                 opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total_steps) / total_steps))
             )
         elif args.lr_schedule == "plateau":
-            lr_sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=2)
+            self.lr_sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=2)
         else:
-            lr_sched = None
-        scaler = torch.amp.GradScaler(rt.device.type, enabled=rt.amp_dtype == torch.float16)
+            self.lr_sched = None
+        self.scaler = torch.amp.GradScaler(rt.device.type, enabled=rt.amp_dtype == torch.float16)
 
-        # ---- a new run folder, or the one we resume ----
-        state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "best_val": math.inf,
-                 "best_step": None, "bad_evals": 0, "train_seconds": 0.0}  # fmt: skip
-        history = checkpoint.History()
+    def _open_run_dir(self) -> None:
+        """A new run folder, or the one we resume (weights, optimiser, RNG, history back)."""
+        args, rt = self.args, self.rt
+        self.state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "best_val": math.inf,
+                      "best_step": None, "bad_evals": 0, "train_seconds": 0.0}  # fmt: skip
+        self.history = checkpoint.History()
         if args.resume:
-            run_dir = Path(args.resume)
-            saved = checkpoint.load_state(run_dir / checkpoint.STATE_FILE)
-            vae.load_weights(run_dir / "last.safetensors")
-            opt.load_state_dict(saved["optimizer"])
-            scaler.load_state_dict(saved["scaler"])
-            loss_fn.load_state_dict(saved["loss"])
-            if lr_sched is not None and saved["lr_scheduler"] is not None:
-                lr_sched.load_state_dict(saved["lr_scheduler"])
-            state.update({k: saved[k] for k in state})
-            if not runtime.set_rng_state(rt, saved["rng"], aug):
+            self.run_dir = Path(args.resume)
+            saved = checkpoint.load_state(self.run_dir / checkpoint.STATE_FILE)
+            self.vae.load_weights(self.run_dir / "last.safetensors")
+            self.opt.load_state_dict(saved["optimizer"])
+            self.scaler.load_state_dict(saved["scaler"])
+            self.loss_fn.load_state_dict(saved["loss"])
+            if self.lr_sched is not None and saved["lr_scheduler"] is not None:
+                self.lr_sched.load_state_dict(saved["lr_scheduler"])
+            self.state.update({k: saved[k] for k in self.state})
+            if not runtime.set_rng_state(rt, saved["rng"], self.aug):
                 rt.log(f"resumed with {rt.world_size} processes, saved with {len(saved['rng'])}: "
                        "the noise differs from an uninterrupted run")  # fmt: skip
-            history = checkpoint.History.read(run_dir / "history.csv", state["step"])
+            self.history = checkpoint.History.read(self.run_dir / "history.csv", self.step)
         elif rt.main:
             name = args.name or args.preset or Path(args.model_config).stem
-            run_dir = checkpoint.make_run_dir(args.out, name)
+            self.run_dir = checkpoint.make_run_dir(args.out, name)
         else:
-            run_dir = None  # only rank 0 writes
+            self.run_dir = None  # only rank 0 writes
 
-    net = vae
-    if rt.distributed:
-        net = DistributedDataParallel(
-            vae, device_ids=[rt.device.index] if rt.device.type == "cuda" else None
-        )
-    if args.compile:
-        net = torch.compile(net)
+    def _wrap(self, vae: vk.VAE) -> torch.nn.Module:
+        """The module the loop calls: DDP under torchrun, torch.compile with --compile."""
+        net = vae
+        if self.rt.distributed:
+            net = DistributedDataParallel(
+                vae, device_ids=[self.rt.device.index] if self.rt.device.type == "cuda" else None
+            )
+        if self.args.compile:
+            net = torch.compile(net)
+        return net
 
-    if rt.main:
-        config = {
+    def _write_config(self) -> None:
+        """config.json (options, model, schedule, data, versions) and the first log lines."""
+        args, rt, dataset = self.args, self.rt, self.dataset
+        self.config = {
             "args": options.to_json(args),
-            "model": cfg.to_dict(),
-            "beta_schedule": beta.to_dict(),
-            "beta_final": beta_final,
+            "model": self.cfg.to_dict(),
+            "beta_schedule": self.beta.to_dict(),
+            "beta_final": self.beta_final,
             "loss": specs.format_loss(args.loss_terms),
             "data": {
                 "name": dataset.name,
@@ -229,236 +283,306 @@ def train(args, rt: runtime.Runtime) -> Path | None:
                 "val": len(dataset.val),
                 dataset.eval_split: len(dataset.test),
                 "channels": dataset.channels,
-                "image_size": size,
+                "image_size": self.size,
                 "notes": dataset.notes,
             },
-            "steps_per_epoch": steps_per_epoch,
+            "steps_per_epoch": self.steps_per_epoch,
             "world_size": rt.world_size,
             "global_batch_size": args.batch_size * rt.world_size,
-            "parameters": sum(p.numel() for p in vae.parameters()),
+            "parameters": sum(p.numel() for p in self.vae.parameters()),
             "versions": {"vaekit": vk.__version__, "torch": torch.__version__},
             "command": args.command,
         }
-        (run_dir / "config.json").write_text(json.dumps(config, indent=2, default=str) + "\n")
+        run_dir = self.run_dir
+        (run_dir / "config.json").write_text(json.dumps(self.config, indent=2, default=str) + "\n")
         (run_dir / "images").mkdir(exist_ok=True)
         verb = "resuming" if args.resume else "writing to"
         rt.log(f"{verb} {run_dir} | {len(dataset.train)} train / {len(dataset.val)} val images, "
-               f"{steps_per_epoch} steps per epoch x {rt.world_size} process(es) | "
-               f"{config['parameters'] / 1e6:.2f} M parameters on {rt.device}")  # fmt: skip
-        for note in notes[len(dataset.notes) :]:  # the data notes were warnings already
+               f"{self.steps_per_epoch} steps per epoch x {rt.world_size} process(es) | "
+               f"{self.config['parameters'] / 1e6:.2f} M parameters on {rt.device}")  # fmt: skip
+        for note in self.notes[len(dataset.notes) :]:  # the data notes were warnings already
             rt.log(f"note: {note}")
 
-    pictures_of = data.first_images(dataset.val, 16)
+    # ---- 2. loop -----------------------------------------------------------------------------
+    @property
+    def step(self) -> int:
+        return self.state["step"]
 
-    def pictures(prefix: str, folder: Path) -> None:
-        with torch.random.fork_rng(devices=[rt.device] if rt.device.type == "cuda" else []):
-            evaluate.save_pictures(vae, pictures_of, folder, prefix, seed=args.seed)
-            evaluate.plot_losses(history, run_dir / "loss.png", cfg.in_channels * size * size)
+    def epochs_done(self) -> float:
+        return self.step / self.steps_per_epoch
 
-    def save(stop_reason: str | None = None) -> None:
-        """last.safetensors + trainer_state.pt (every rank takes part in gathering RNG states)."""
-        rng = runtime.rng_state(rt, aug)
-        state["train_seconds"] = elapsed()
-        if rt.main:
-            checkpoint.save_model(vae, run_dir / "last.safetensors")
-            checkpoint.save_state({
-                **state, "optimizer": opt.state_dict(), "scaler": scaler.state_dict(),
-                "loss": loss_fn.state_dict(), "rng": rng, "stop_reason": stop_reason,
-                "lr_scheduler": lr_sched.state_dict() if lr_sched is not None else None,
-            }, run_dir / checkpoint.STATE_FILE)  # fmt: skip
-            history.write(run_dir / "history.csv")
+    def elapsed(self) -> float:
+        """Training seconds, including those of the runs this one resumes."""
+        return self.seconds_before + time.perf_counter() - self.started
 
-    def validate() -> bool:
+    def loop(self) -> str:
+        """Train until a stop condition; returns why it stopped."""
+        args, rt = self.args, self.rt
+        self.started, self.seconds_before = time.perf_counter(), self.state["train_seconds"]
+        self.loss_params = list(self.loss_fn.parameters())  # e.g. a learned sigma
+        self.params = list(self.vae.parameters()) + self.loss_params
+        self.meter = RunningMean()
+        self.last_eval = self.step if args.resume else -1
+        self.show = runtime.progress_enabled(args.progress, rt)
+        self.last_row = time.perf_counter()  # when the last train row was written
+        self.printed = None  # (time, step) of the last log line, printed without a progress bar
+        self.first_step = self.step
+        stop = None
+        self.vae.train()
+        try:
+            while stop is None:
+                stop = self._epoch()
+        except KeyboardInterrupt:
+            if rt.distributed:
+                raise
+            stop = "interrupted"
+            if self.meter.count:  # the steps since the last row are not lost
+                self._train_row(self.last_beta)
+        return stop
+
+    def _epoch(self) -> str | None:
+        """One epoch (the rest of it when resumed mid-epoch); returns a stop reason or None."""
+        state, spe = self.state, self.steps_per_epoch
+        self.sampler.set_epoch(state["epoch"], skip_batches=state["batch_in_epoch"])
+        bar = tqdm(total=spe, initial=state["batch_in_epoch"], disable=not self.show,
+                   desc=f"epoch {state['epoch'] + 1}", leave=False, dynamic_ncols=True)  # fmt: skip
+        stop = None
+        for x in self.loader:
+            res = self.train_step(x)
+            bar.update()
+            stop = self._after_step(res, bar)
+            if stop:
+                break
+        else:  # the epoch ran to its end
+            state.update(epoch=state["epoch"] + 1, batch_in_epoch=0)
+            epoch = state["epoch"]
+            if self.rt.main and self.args.image_every and epoch % self.args.image_every == 0:
+                self.pictures(f"epoch-{epoch:04d}-", self.run_dir / "images")
+            if self.args.epochs and epoch >= self.args.epochs:
+                stop = "epochs"
+        bar.close()
+        return stop
+
+    def train_step(self, x: torch.Tensor) -> vk.LossOutput:
+        """One optimiser step on the batch ``x``."""
+        args, rt, opt, scaler = self.args, self.rt, self.opt, self.scaler
+        x = x.to(rt.device, non_blocking=True)
+        if args.hflip:  # flips drawn from a checkpointed generator: resume-exact
+            flip = (torch.rand(len(x), generator=self.aug) < 0.5).to(rt.device)
+            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+        if args.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with rt.autocast():
+            out = self.net(x)
+            res = self.loss_fn(out, x, step=self.step)
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(res.total).backward()
+        rt.average_gradients(self.loss_params)  # DDP syncs the model's gradients, not these
+        if args.clip_grad:
+            scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(self.params, args.clip_grad)
+        scaler.step(opt)
+        scaler.update()
+        if isinstance(self.lr_sched, torch.optim.lr_scheduler.LambdaLR):
+            self.lr_sched.step()
+        self.state.update(step=self.step + 1, batch_in_epoch=self.state["batch_in_epoch"] + 1)
+        self.meter.add(res)
+        self.last_beta = res.beta
+        return res
+
+    def _after_step(self, res: vk.LossOutput, bar) -> str | None:
+        """Stop check, progress bar, train rows, validation and checkpoint after a step."""
+        args, step = self.args, self.step
+        stop = self._stop_reason()  # first: the last step is always logged and evaluated
+        evaluate_now = step % self.eval_every == 0 or bool(stop)
+        # train rows at fixed steps (the same in every run and on every rank) and, in
+        # between, whenever --log-seconds of wall-clock time have passed
+        fixed_row = step == 1 or step % args.log_every == 0 or evaluate_now
+        timed_row = args.log_seconds > 0 and time.perf_counter() - self.last_row >= args.log_seconds
+        if fixed_row or step % 10 == 0:  # steps every rank shares: all stop together
+            means = self.meter.means()  # since the last history row
+            check_finite(means, step, self.run_dir)
+            shown = {k: f"{means[k]:.4g}" for k in ("total", "recon", "kl_raw")}
+            bar.set_postfix(shown | {"beta": f"{res.beta:.3g}"})
+        if fixed_row or timed_row:
+            self._train_row(res.beta)
+        if evaluate_now:
+            self.last_eval = step
+            if self.validate() and not stop:
+                stop = "early stopping (patience)"
+            if not stop:
+                self.save()  # the final save comes in finish()
+        return stop
+
+    def _stop_reason(self) -> str | None:
+        args, state = self.args, self.state
+        if args.max_steps and self.step >= args.max_steps:
+            return "max steps"
+        if (args.epochs and state["epoch"] + 1 >= args.epochs
+                and state["batch_in_epoch"] == self.steps_per_epoch):  # fmt: skip
+            return "epochs"
+        if args.minutes and self.rt.any(self.elapsed() - self.seconds_before > 60 * args.minutes):
+            return "time budget (--minutes)"  # decided together: every rank stops at this step
+        return None
+
+    def _train_row(self, beta_now: float) -> None:
+        """A history.csv train row: the mean of every term since the last row; without a
+        progress bar also a log line, at most one per --log-seconds (the first one at once)."""
+        step, spe = self.step, self.steps_per_epoch
+        means = self.meter.means()
+        self.history.add(step=step, epoch=round(step / spe, 4), split="train",
+                         time=round(self.elapsed(), 2), lr=self.opt.param_groups[0]["lr"],
+                         beta=beta_now, **means)  # fmt: skip
+        self.meter.reset()
+        now = self.last_row = time.perf_counter()
+        if self.show or (
+            self.printed is not None and now - self.printed[0] < self.args.log_seconds
+        ):
+            return
+        since = self.printed or (self.started, self.first_step)
+        rate = (step - since[1]) / max(now - since[0], 1e-9)
+        self.rt.log(f"step {step} (epoch {step / spe:.2f}) | "
+                    + ", ".join(f"{k} {means[k]:.4g}" for k in ("total", "recon", "kl_raw"))
+                    + f", beta {beta_now:.3g} | {rate:.3g} steps/s")  # fmt: skip
+        self.printed = (now, step)
+
+    def _fork_rng(self):
+        """Evaluation and pictures draw their own noise: the training RNG stream is untouched."""
+        rt = self.rt
+        return torch.random.fork_rng(devices=[rt.device] if rt.device.type == "cuda" else [])
+
+    def validate(self) -> bool:
         """Validation total at the final beta -> best.safetensors, LR plateau; True: patience
         is exhausted (early stopping)."""
-        with torch.random.fork_rng(devices=[rt.device] if rt.device.type == "cuda" else []):
+        args, rt, state, step = self.args, self.rt, self.state, self.step
+        with self._fork_rng():
             terms = evaluate.validation_terms(
-                vae, val_loss_fn, val_loader, rt, channels_last=args.channels_last, seed=args.seed
-            )
-        history.add(step=step, epoch=round(step / steps_per_epoch, 4), split="val",
-                    time=round(elapsed(), 2), lr=opt.param_groups[0]["lr"], beta=beta_final,
-                    **terms)  # fmt: skip
+                self.vae, self.val_loss_fn, self.val_loader, rt,
+                channels_last=args.channels_last, seed=args.seed,
+            )  # fmt: skip
+        self.history.add(step=step, epoch=round(step / self.steps_per_epoch, 4), split="val",
+                         time=round(self.elapsed(), 2), lr=self.opt.param_groups[0]["lr"],
+                         beta=self.beta_final, **terms)  # fmt: skip
         improved = terms["total"] < state["best_val"]
         if improved:
             state.update(best_val=terms["total"], best_step=step, bad_evals=0)
             if rt.main:
-                checkpoint.save_model(vae, run_dir / "best.safetensors")
+                checkpoint.save_model(self.vae, self.run_dir / "best.safetensors")
         else:
             state["bad_evals"] += 1
-        if isinstance(lr_sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            lr_sched.step(terms["total"])
-        rt.log(f"step {step} (epoch {step / steps_per_epoch:.2f}) | val total {terms['total']:.5g} "
-               f"(recon {terms['recon']:.5g}, KL {terms['kl_raw']:.4g} nats) at final β "
-               f"{beta_final:g}{' | best' if improved else ''}")  # fmt: skip
+        if isinstance(self.lr_sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            self.lr_sched.step(terms["total"])
+        rt.log(f"step {step} (epoch {step / self.steps_per_epoch:.2f}) | val total "
+               f"{terms['total']:.5g} (recon {terms['recon']:.5g}, KL {terms['kl_raw']:.4g} "
+               f"nats) at final β {self.beta_final:g}{' | best' if improved else ''}")  # fmt: skip
         return bool(args.patience) and state["bad_evals"] >= args.patience
 
-    # ---- the training loop ----
-    step, epoch = state["step"], state["epoch"]
-    started, seconds_before = time.perf_counter(), state["train_seconds"]
+    def save(self, stop_reason: str | None = None) -> None:
+        """last.safetensors + trainer_state.pt (every rank takes part in gathering RNG states)."""
+        rng = runtime.rng_state(self.rt, self.aug)
+        self.state["train_seconds"] = self.elapsed()
+        if self.rt.main:
+            run_dir, lr_sched = self.run_dir, self.lr_sched
+            checkpoint.save_model(self.vae, run_dir / "last.safetensors")
+            checkpoint.save_state({
+                **self.state, "optimizer": self.opt.state_dict(),
+                "scaler": self.scaler.state_dict(), "loss": self.loss_fn.state_dict(),
+                "rng": rng, "stop_reason": stop_reason,
+                "lr_scheduler": lr_sched.state_dict() if lr_sched is not None else None,
+            }, run_dir / checkpoint.STATE_FILE)  # fmt: skip
+            self.history.write(run_dir / "history.csv")
 
-    def elapsed() -> float:
-        return seconds_before + time.perf_counter() - started
+    def pictures(self, prefix: str, folder: Path) -> None:
+        """Reconstructions, samples and interpolations of the first validation images, and
+        loss.png."""
+        with self._fork_rng():
+            evaluate.save_pictures(self.vae, self.pictures_of, folder, prefix, seed=self.args.seed)
+            evaluate.plot_losses(self.history, self.run_dir / "loss.png",
+                                 self.cfg.in_channels * self.size * self.size)  # fmt: skip
 
-    def stop_reason() -> str | None:
-        if args.max_steps and step >= args.max_steps:
-            return "max steps"
-        if args.epochs and epoch + 1 >= args.epochs and state["batch_in_epoch"] == steps_per_epoch:
-            return "epochs"
-        if args.minutes and rt.any(elapsed() - seconds_before > 60 * args.minutes):
-            return "time budget (--minutes)"  # decided together: every rank stops at this step
-        return None
+    # ---- 3. finish ---------------------------------------------------------------------------
+    def finish(self, stop: str) -> Path | None:
+        """The last validation and checkpoint; then rank 0 reports. Returns the run folder
+        (None on other ranks)."""
+        rt, step = self.rt, self.step
+        if self.last_eval != step and stop != "interrupted":
+            self.validate()  # so the last weights compete for best.safetensors
+        self.save(stop)  # last.safetensors + trainer_state.pt
+        rt.barrier()
+        if stop == "interrupted":
+            print(f"[train] interrupted at step {step}; continue with --resume {self.run_dir}",
+                  flush=True)  # fmt: skip
+            return self.run_dir
+        if not rt.main:
+            print(f"[train] rank {rt.rank} finished at step {step}", flush=True)
+            return None
+        self.report(stop)
+        print(f"[train] rank 0 finished at step {step}", flush=True)
+        return self.run_dir
 
-    loss_params = list(loss_fn.parameters())  # e.g. a learned sigma
-    params = list(vae.parameters()) + loss_params
-    meter, last_eval, stop = RunningMean(), (step if args.resume else -1), None
-    show = runtime.progress_enabled(args.progress, rt)
-    last_row = time.perf_counter()  # when the last train row was written (--log-seconds)
-    printed = None  # (time, step) of the last log line, printed without a progress bar
-    first_step = step
+    def report(self, stop: str) -> None:
+        """Rank 0: the best checkpoint -> pictures, metrics.json and summary.md."""
+        args, rt, state, step, run_dir = self.args, self.rt, self.state, self.step, self.run_dir
+        rt.log(f"stopped after {step} steps ({self.epochs_done():.2f} epochs, "
+               f"{state['train_seconds']:.0f} s): {stop}")  # fmt: skip
+        if (run_dir / "best.safetensors").is_file():
+            self.vae.load_weights(run_dir / "best.safetensors")
+        self.vae.eval()
+        self.pictures("", run_dir)
+        run_info = {
+            "steps": step, "epochs": round(self.epochs_done(), 4),
+            "images_seen": step * args.batch_size * rt.world_size,
+            "train_seconds": round(state["train_seconds"], 1), "stopped_because": stop,
+            "best_step": state["best_step"], "best_val_total": state["best_val"],
+            "checkpoint": "best.safetensors",
+        }  # fmt: skip
+        if args.final_metrics:
+            metrics = self._final_metrics(run_info)
+            self._write_summary(metrics, stop)
+        report = "summary.md, " if args.final_metrics else ""
+        rt.log(f"done: {run_dir}/ ({report}samples.png, reconstructions.png, best.safetensors)")
 
-    def train_row(beta_now: float) -> None:
-        """A history.csv train row: the mean of every term since the last row; without a
-        progress bar also a log line, at most one per --log-seconds (the first one at once)."""
-        nonlocal last_row, printed
-        means = meter.means()
-        history.add(step=step, epoch=round(step / steps_per_epoch, 4), split="train",
-                    time=round(elapsed(), 2), lr=opt.param_groups[0]["lr"], beta=beta_now,
-                    **means)  # fmt: skip
-        meter.reset()
-        now = last_row = time.perf_counter()
-        if show or (printed is not None and now - printed[0] < args.log_seconds):
-            return
-        since = printed or (started, first_step)
-        rate = (step - since[1]) / max(now - since[0], 1e-9)
-        rt.log(f"step {step} (epoch {step / steps_per_epoch:.2f}) | "
-               + ", ".join(f"{k} {means[k]:.4g}" for k in ("total", "recon", "kl_raw"))
-               + f", beta {beta_now:.3g} | {rate:.3g} steps/s")  # fmt: skip
-        printed = (now, step)
-
-    vae.train()
-    try:
-        while stop is None:
-            sampler.set_epoch(epoch, skip_batches=state["batch_in_epoch"])
-            bar = tqdm(total=steps_per_epoch, initial=state["batch_in_epoch"], disable=not show,
-                       desc=f"epoch {epoch + 1}", leave=False, dynamic_ncols=True)  # fmt: skip
-            for x in loader:
-                x = x.to(rt.device, non_blocking=True)
-                if args.hflip:  # flips drawn from a checkpointed generator: resume-exact
-                    flip = (torch.rand(len(x), generator=aug) < 0.5).to(rt.device)
-                    x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-                if args.channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                with rt.autocast():
-                    out = net(x)
-                    res = loss_fn(out, x, step=step)
-                opt.zero_grad(set_to_none=True)
-                scaler.scale(res.total).backward()
-                rt.average_gradients(loss_params)  # DDP syncs the model's gradients, not these
-                if args.clip_grad:
-                    scaler.unscale_(opt)
-                    torch.nn.utils.clip_grad_norm_(params, args.clip_grad)
-                scaler.step(opt)
-                scaler.update()
-                if isinstance(lr_sched, torch.optim.lr_scheduler.LambdaLR):
-                    lr_sched.step()
-                step += 1
-                state.update(step=step, batch_in_epoch=state["batch_in_epoch"] + 1)
-                meter.add(res)
-                bar.update()
-
-                stop = stop_reason()  # first: the last step is always logged and evaluated
-                evaluate_now = step % eval_every == 0 or bool(stop)
-                # train rows at fixed steps (the same in every run and on every rank) and, in
-                # between, whenever --log-seconds of wall-clock time have passed
-                fixed_row = step == 1 or step % args.log_every == 0 or evaluate_now
-                timed_row = (
-                    args.log_seconds > 0 and time.perf_counter() - last_row >= args.log_seconds
-                )
-                if fixed_row or step % 10 == 0:  # steps every rank shares: all stop together
-                    means = meter.means()  # since the last history row
-                    check_finite(means, step, run_dir)
-                    shown = {k: f"{means[k]:.4g}" for k in ("total", "recon", "kl_raw")}
-                    bar.set_postfix(shown | {"beta": f"{res.beta:.3g}"})
-                if fixed_row or timed_row:
-                    train_row(res.beta)
-                if evaluate_now:
-                    last_eval = step
-                    if validate() and not stop:
-                        stop = "early stopping (patience)"
-                    if not stop:
-                        save()  # the final save comes after the loop
-                if stop:
-                    break
-            else:  # the epoch ran to its end
-                epoch += 1
-                state.update(epoch=epoch, batch_in_epoch=0)
-                if rt.main and args.image_every and epoch % args.image_every == 0:
-                    pictures(f"epoch-{epoch:04d}-", run_dir / "images")
-                if args.epochs and epoch >= args.epochs:
-                    stop = "epochs"
-            bar.close()
-    except KeyboardInterrupt:
-        if rt.distributed:
-            raise
-        stop = "interrupted"
-        if meter.count:  # the steps since the last row are not lost
-            train_row(res.beta)
-    if last_eval != step and stop != "interrupted":
-        validate()  # so the last weights compete for best.safetensors
-    save(stop)  # last.safetensors + trainer_state.pt
-    rt.barrier()
-    if stop == "interrupted":
-        print(f"[train] interrupted at step {step}; continue with --resume {run_dir}", flush=True)
-        return run_dir
-    if not rt.main:
-        print(f"[train] rank {rt.rank} finished at step {step}", flush=True)
-        return None
-
-    # ---- the end (rank 0): best checkpoint -> pictures, metrics.json, summary.md ----
-    rt.log(f"stopped after {step} steps ({step / steps_per_epoch:.2f} epochs, "
-           f"{state['train_seconds']:.0f} s): {stop}")  # fmt: skip
-    if (run_dir / "best.safetensors").is_file():
-        vae.load_weights(run_dir / "best.safetensors")
-    vae.eval()
-    pictures("", run_dir)
-    run_info = {
-        "steps": step, "epochs": round(step / steps_per_epoch, 4),
-        "images_seen": step * args.batch_size * rt.world_size,
-        "train_seconds": round(state["train_seconds"], 1), "stopped_because": stop,
-        "best_step": state["best_step"], "best_val_total": state["best_val"],
-        "checkpoint": "best.safetensors",
-    }  # fmt: skip
-    metrics: dict = {"run": run_info}
-    if args.final_metrics:
+    def _final_metrics(self, run_info: dict) -> dict:
+        """metrics.json: the run, reconstruction quality, likelihood bounds, latent health and
+        (Fashion-MNIST) Fréchet distances."""
+        args, rt, dataset = self.args, self.rt, self.dataset
+        metrics: dict = {"run": run_info}
         t_metrics = time.perf_counter()
-        with torch.random.fork_rng(devices=[rt.device] if rt.device.type == "cuda" else []):
+        with self._fork_rng():
             metrics.update(evaluate.final_metrics(
-                vae, dataset, args, rt, val_loss_fn=val_loss_fn, loss_fn=loss_fn,
-                likelihood=likelihood,
+                self.vae, dataset, args, rt, val_loss_fn=self.val_loss_fn, loss_fn=self.loss_fn,
+                likelihood=self.likelihood,
             ))  # fmt: skip
             if dataset.name == "fashion-mnist" and args.fid_samples:
-                metrics["fid"] = evaluate.fashion_fid(vae, dataset, args, rt.device, rt.log)
+                metrics["fid"] = evaluate.fashion_fid(self.vae, dataset, args, rt.device, rt.log)
         run_info["metrics_seconds"] = round(time.perf_counter() - t_metrics, 1)
-        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        (self.run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        return metrics
+
+    def _write_summary(self, metrics: dict, stop: str) -> None:
+        """summary.md (facts of the run, notes, metrics, pictures) and a one-line metrics log."""
+        args, rt, dataset, state, size = self.args, self.rt, self.dataset, self.state, self.size
+        run_info, config = metrics["run"], self.config
         facts = {
             "command": f"`{' '.join(config['command'])}`",
             "data": f"{dataset.name}: {len(dataset.train)} train / {len(dataset.val)} val"
             + (f" / {len(dataset.test)} test" if dataset.eval_split == "test" else "")
             + f", {dataset.channels}x{size}x{size}",
             "model": f"{args.preset or args.model_config}, {config['parameters'] / 1e6:.2f} M "
-            f"parameters, latent {vae.latent_shape}",
+            f"parameters, latent {self.vae.latent_shape}",
             "loss": f"`{specs.format_loss(args.loss_terms)}`"
             + (f", multi-scale x{args.multiscale}" if args.multiscale > 1 else "")
-            + f", β `{args.beta_plan.text}` (final {beta_final:g}), free bits {args.free_bits:g}",
-            "trained": f"{step} steps ({run_info['epochs']:g} epochs, {run_info['images_seen']} "
-            f"images) in {run_info['train_seconds']:g} s x {rt.world_size} process(es); "
-            f"stopped: {stop}",
+            + f", β `{args.beta_plan.text}` (final {self.beta_final:g}), free bits "
+            f"{args.free_bits:g}",
+            "trained": f"{self.step} steps ({run_info['epochs']:g} epochs, "
+            f"{run_info['images_seen']} images) in {run_info['train_seconds']:g} s x "
+            f"{rt.world_size} process(es); stopped: {stop}",
             "best": f"step {state['best_step']}, validation total {state['best_val']:.5g}",
         }
         evaluate.write_summary(
-            run_dir / "summary.md", title=f"Run {run_dir.name}", facts=facts, metrics=metrics,
+            self.run_dir / "summary.md", title=f"Run {self.run_dir.name}", facts=facts,
+            metrics=metrics, notes=self.notes,
             pictures=["samples.png", "reconstructions.png", "interpolations.png", "loss.png"],
-            notes=notes,
         )  # fmt: skip
         brief = {
             k: metrics.get(k) for k in ("psnr", "ssim", "neg_elbo_nats_per_dim") if k in metrics
@@ -466,10 +590,6 @@ def train(args, rt: runtime.Runtime) -> Path | None:
         if "fid" in metrics:
             brief |= {k: metrics["fid"][k] for k in ("fd_samples", "fd_floor_train_vs_test")}
         rt.log("metrics: " + ", ".join(f"{k} {v:.4g}" for k, v in brief.items() if v is not None))
-    report = "summary.md, " if args.final_metrics else ""
-    rt.log(f"done: {run_dir}/ ({report}samples.png, reconstructions.png, best.safetensors)")
-    print(f"[train] rank 0 finished at step {step}", flush=True)
-    return run_dir
 
 
 if __name__ == "__main__":
