@@ -154,7 +154,7 @@ def test_multiscale_averages_pyramid(batch):
     torch.testing.assert_close(nested(noisy, x), terms["l1"] + 0.5 * terms["ms_ssim"])
     with pytest.raises(ValueError, match="at least 32 px"):
         vk.losses.MultiScale("l1", scales=6)(noisy, x)
-    with pytest.raises(ValueError, match="scales must be a positive int"):
+    with pytest.raises(ValueError, match="scales must be >= 1, got 0"):
         vk.losses.MultiScale("l1", scales=0)
 
 
@@ -245,11 +245,11 @@ def test_logvar_with_a_loss_that_cannot_use_it(batch):
 def test_vaeloss_bad_arguments(batch):
     _, x = batch
     out = vae_output(x)
-    with pytest.raises(ValueError, match="finite number >= 0"):
+    with pytest.raises(ValueError, match=r"beta\(0\) must be >= 0, got -1.0"):
         vk.losses.VAELoss(recon="l1", beta=lambda s: -1.0)(out, x, step=0)
-    with pytest.raises(ValueError, match="finite number >= 0"):
+    with pytest.raises(ValueError, match=r"beta\(0\) must be finite, got nan"):
         vk.losses.VAELoss(recon="l1", beta=lambda s: float("nan"))(out, x, step=0)
-    with pytest.raises(TypeError, match="must return a number"):
+    with pytest.raises(TypeError, match=r"beta\(0\) must be a number, got str"):
         vk.losses.VAELoss(recon="l1", beta=lambda s: "1")(out, x, step=0)
     with pytest.raises(ValueError, match="beta must be >= 0"):
         vk.losses.VAELoss(recon="l1", beta=-0.1)

@@ -107,7 +107,7 @@ def test_bad_labels_and_arguments():
         fit(x, y, num_classes=2, epochs=0)
     with pytest.raises(ValueError, match="num_classes must be >= 2"):
         vk.metrics.ClassifierFeatures(1, 1)
-    with pytest.raises(ValueError, match="lr must be a positive"):
+    with pytest.raises(ValueError, match=r"lr must be > 0, got -1\.0"):
         fit(x, y, num_classes=2, lr=-1.0)
     with pytest.raises(ValueError, match="4-D image batch"):
         fit(x[0], y, num_classes=2)

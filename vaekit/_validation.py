@@ -33,6 +33,7 @@ __all__ = [
     "check_reduction",
     "check_same_shape",
     "is_compiling",
+    "is_number",
     "old_keyword_names",
 ]
 
@@ -135,6 +136,13 @@ def check_int(
     return out
 
 
+def is_number(value: object) -> bool:
+    """True for a real number: int, float, numpy scalar or one-element real tensor; not bool."""
+    if isinstance(value, torch.Tensor):
+        return value.numel() == 1 and not (value.dtype.is_complex or value.dtype == torch.bool)
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 def check_number(
     value: object,
     name: str,
@@ -169,12 +177,7 @@ def check_number(
         Traceback (most recent call last):
         ValueError: sigma must be > 0, got 0.0
     """
-    is_real_tensor = (
-        isinstance(value, torch.Tensor)
-        and value.numel() == 1
-        and not (value.dtype.is_complex or value.dtype == torch.bool)
-    )
-    if isinstance(value, bool) or not (isinstance(value, numbers.Real) or is_real_tensor):
+    if not is_number(value):
         raise TypeError(f"{name} must be a number, got {_shown(value)}")
     out = float(value)  # type: ignore[arg-type]
     shown = value if isinstance(value, (int, float)) else out

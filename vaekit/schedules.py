@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import operator
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from ._registry import Registry
+from ._validation import check_int, check_number, is_number
 
 __all__ = [
     "SHAPES",
@@ -51,43 +51,12 @@ SCHEDULES = Registry("schedule", "vaekit.schedules")  # name -> Schedule subclas
 
 # -- argument checks --------------------------------------------------------------------------
 def _as_step(step: object, name: str = "step") -> int:
-    if isinstance(step, bool):
-        raise TypeError(f"{name} must be an int, got bool ({step!r})")
     try:
-        value = operator.index(step)  # int, numpy integer, integer 0-d tensor
-    except TypeError:
+        return check_int(step, name, minimum=0)
+    except TypeError as err:
         raise TypeError(
-            f"{name} must be an int (optimiser steps), got {type(step).__name__} ({step!r}); "
-            "convert epochs with vk.schedules.epochs_to_steps"
+            f"{err}; steps count optimiser steps: convert epochs with vk.schedules.epochs_to_steps"
         ) from None
-    if value < 0:
-        raise ValueError(f"{name} must be >= 0, got {value}")
-    return value
-
-
-def _as_count(value: object, name: str, *, minimum: int) -> int:
-    try:
-        if isinstance(value, bool):
-            raise TypeError
-        value = operator.index(value)  # int or numpy integer; floats are refused
-    except TypeError:
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r})") from None
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
-def _as_number(value: object, name: str) -> float:
-    # numpy scalars pass through float(); anything else is a user error
-    if isinstance(value, bool) or (
-        not isinstance(value, (int, float))
-        and (not hasattr(value, "__float__") or isinstance(value, (str, bytes)))
-    ):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__} ({value!r})")
-    out = float(value)  # type: ignore[arg-type]
-    if not math.isfinite(out):
-        raise ValueError(f"{name} must be finite, got {out}")
-    return out
 
 
 def _ramp(start: float, end: float, t: float) -> float:
@@ -196,7 +165,7 @@ class Constant(Schedule):
     v: float = 1.0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "v", _as_number(self.v, "v"))
+        object.__setattr__(self, "v", check_number(self.v, "v"))
 
     def value(self, step: int) -> float:
         return self.v
@@ -213,10 +182,10 @@ class _Ramp(Schedule):
     delay: int = 0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "start", _as_number(self.start, "start"))
-        object.__setattr__(self, "end", _as_number(self.end, "end"))
-        object.__setattr__(self, "steps", _as_count(self.steps, "steps", minimum=1))
-        object.__setattr__(self, "delay", _as_count(self.delay, "delay", minimum=0))
+        object.__setattr__(self, "start", check_number(self.start, "start"))
+        object.__setattr__(self, "end", check_number(self.end, "end"))
+        object.__setattr__(self, "steps", check_int(self.steps, "steps", minimum=1))
+        object.__setattr__(self, "delay", check_int(self.delay, "delay", minimum=0))
 
     def _progress(self, step: int) -> float:
         return min(max(step - self.delay, 0) / self.steps, 1.0)
@@ -301,21 +270,21 @@ class Cyclical(Schedule):
     shape: str = "linear"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "cycles", _as_count(self.cycles, "cycles", minimum=1))
+        object.__setattr__(self, "cycles", check_int(self.cycles, "cycles", minimum=1))
         object.__setattr__(
-            self, "total_steps", _as_count(self.total_steps, "total_steps", minimum=1)
+            self, "total_steps", check_int(self.total_steps, "total_steps", minimum=1)
         )
         if self.total_steps < self.cycles:
             raise ValueError(
                 f"total_steps must be >= cycles (each period needs at least one step), got "
                 f"total_steps={self.total_steps}, cycles={self.cycles}"
             )
-        ratio = _as_number(self.ratio, "ratio")
+        ratio = check_number(self.ratio, "ratio")
         if not 0.0 < ratio <= 1.0:
             raise ValueError(f"ratio must be in (0, 1], got {ratio}")
         object.__setattr__(self, "ratio", ratio)
-        object.__setattr__(self, "start", _as_number(self.start, "start"))
-        object.__setattr__(self, "end", _as_number(self.end, "end"))
+        object.__setattr__(self, "start", check_number(self.start, "start"))
+        object.__setattr__(self, "end", check_number(self.end, "end"))
         if self.shape not in SHAPES:
             raise ValueError(f"shape must be one of {list(SHAPES)}, got {self.shape!r}")
 
@@ -376,12 +345,12 @@ class Sequence(Schedule):
             if not isinstance(item, (tuple, list)) or len(item) != 2:
                 raise TypeError(f"phase {i} must be a (steps, schedule) pair, got {item!r}")
             steps, sched = item
-            if not isinstance(steps, bool) and isinstance(steps, int) and steps == 0:
+            if check_int(steps, f"phase {i} steps", minimum=None) == 0:
                 raise ValueError(
                     f"phase {i} has zero length (steps=0); every phase needs steps >= 1 — "
                     "drop the phase instead"
                 )
-            steps = _as_count(steps, f"phase {i} steps", minimum=1)
+            steps = check_int(steps, f"phase {i} steps", minimum=1)
             phases.append((steps, as_schedule(sched, name=f"phase {i} schedule")))
         if not phases:
             raise ValueError("Sequence needs at least one (steps, schedule) phase, got none")
@@ -468,7 +437,7 @@ def as_schedule(value: Schedule | float | dict[str, Any], *, name: str = "schedu
         return value
     if isinstance(value, dict):
         return from_dict(value)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if not is_number(value):
         raise TypeError(
             f"{name} must be a vk.schedules.Schedule, a number or a schedule dict, got "
             f"{type(value).__name__} ({value!r})"
@@ -486,10 +455,8 @@ def epochs_to_steps(epochs: float, steps_per_epoch: int) -> int:
         >>> vk.schedules.epochs_to_steps(0.5, steps_per_epoch=469)
         234
     """
-    steps_per_epoch = _as_count(steps_per_epoch, "steps_per_epoch", minimum=1)
-    epochs = _as_number(epochs, "epochs")
-    if epochs < 0:
-        raise ValueError(f"epochs must be >= 0, got {epochs}")
+    steps_per_epoch = check_int(steps_per_epoch, "steps_per_epoch", minimum=1)
+    epochs = check_number(epochs, "epochs", at_least=0)
     return round(epochs * steps_per_epoch)
 
 
@@ -501,5 +468,5 @@ def steps_to_epochs(steps: int, steps_per_epoch: int) -> float:
         >>> vk.schedules.steps_to_epochs(23450, steps_per_epoch=469)
         50.0
     """
-    steps_per_epoch = _as_count(steps_per_epoch, "steps_per_epoch", minimum=1)
+    steps_per_epoch = check_int(steps_per_epoch, "steps_per_epoch", minimum=1)
     return _as_step(steps, "steps") / steps_per_epoch

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-from ._validation import check_choice, check_float_tensor, check_image, check_int
+from ._validation import check_choice, check_float_tensor, check_image, check_int, check_number
 from .metrics._common import evaluating, model_device
 
 __all__ = [
@@ -64,8 +64,6 @@ def upscale_factor(upscale: int | str, tile_size: tuple[int, int]) -> int:
         if upscale != "auto":
             raise ValueError(f"upscale must be an int >= 1 or 'auto', got {upscale!r}")
         return max(1, math.ceil(AUTO_TILE / max(1, min(tile_size))))
-    if isinstance(upscale, bool) or not isinstance(upscale, int):
-        raise TypeError(f"upscale must be an int >= 1 or 'auto', got {type(upscale).__name__}")
     return check_int(upscale, "upscale", minimum=1)
 
 
@@ -103,10 +101,8 @@ def make_grid(
         torch.Size([3, 35, 52])
     """
     check_image(images, "images")
-    if isinstance(nrow, bool) or not isinstance(nrow, int) or nrow < 1:
-        raise ValueError(f"nrow must be a positive int, got {nrow!r}")
-    if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
-        raise ValueError(f"padding must be an int >= 0, got {padding!r}")
+    nrow = check_int(nrow, "nrow")
+    padding = check_int(padding, "padding", minimum=0)
     k = upscale_factor(upscale, tuple(images.shape[-2:]))
     x = _to_unit(images, value_range)
     if k > 1:  # nearest neighbour: every pixel becomes a k x k block
@@ -203,8 +199,7 @@ def reconstruction_grid(
         raise ValueError(
             f"x and x_hat must have the same shape, got {tuple(x.shape)} and {tuple(x_hat.shape)}"
         )
-    if isinstance(nrow, bool) or not isinstance(nrow, int) or nrow < 1:
-        raise ValueError(f"nrow must be a positive int, got {nrow!r}")
+    nrow = check_int(nrow, "nrow")
     cols = min(nrow, x.shape[0])
     rows = []
     for a, b in zip(x.detach().cpu().split(cols), x_hat.detach().cpu().split(cols)):
@@ -253,16 +248,14 @@ def sample_grid(
     """
     vae = _check_vae(vae)
     upscale_factor(upscale, (1, 1))
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive int, got {n!r}")
+    n = check_int(n, "n")
     temps = list(temperatures)
-    if not temps or not all(
-        isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) and t >= 0
-        for t in temps
-    ):
+    if not temps:
         raise ValueError(
             f"temperatures must be a non-empty list of numbers >= 0, got {temperatures!r}"
         )
+    for i, t in enumerate(temps):
+        check_number(t, f"temperatures[{i}]", at_least=0)
     device = model_device(vae)
     with evaluating(vae):
         param = next(vae.parameters(), None)
@@ -371,10 +364,8 @@ def traversal_grid(
         raise ValueError(
             f"x must be a single image (C, H, W) or (1, C, H, W), got {tuple(x.shape)}"
         )
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
-        raise ValueError(f"steps must be an int >= 2, got {steps!r}")
-    if isinstance(span, bool) or not isinstance(span, (int, float)) or not span > 0:
-        raise ValueError(f"span must be a number > 0, got {span!r}")
+    steps = check_int(steps, "steps", minimum=2)
+    check_number(span, "span", above=0)
     num = math.prod(vae.latent_shape)
     with evaluating(vae):
         q = vae.encode(xb)
@@ -382,9 +373,8 @@ def traversal_grid(
         if dims is None:
             order = q.kl_elementwise().flatten(1)[0].argsort(descending=True)
             dims = order[: min(8, num)].tolist()
-        dims = list(dims)
-        bad = [d for d in dims if isinstance(d, bool) or not isinstance(d, int) or not 0 <= d < num]
-        if not dims or bad:
+        dims = [check_int(d, f"dims[{i}]", minimum=None) for i, d in enumerate(dims)]
+        if not dims or not all(0 <= d < num for d in dims):
             raise ValueError(
                 f"dims must be a non-empty list of ints in [0, {num}) (the flattened latent), "
                 f"got {dims!r}"

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._validation import check_image, check_positive
+from .._validation import check_image, check_int, check_number
 from .kl import KL
 from .perceptual import LPIPSLoss, PerceptualLoss
 from .registry import build, name_of
@@ -132,7 +132,7 @@ class Weighted(nn.Module):
                 module, weight = spec
             else:
                 module, weight = name, spec
-            check_positive(weight, f"weight of term {name!r}", strict=False)
+            check_number(weight, f"weight of term {name!r}", at_least=0)
             module = _as_module(module, f"term {name!r}")
             if not isinstance(name, str) or not name or "." in name or name in RESERVED_TERMS:
                 raise ValueError(
@@ -246,8 +246,7 @@ class MultiScale(nn.Module):
         weights: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
-        if isinstance(scales, bool) or not isinstance(scales, int) or scales < 1:
-            raise ValueError(f"scales must be a positive int, got {scales!r}")
+        scales = check_int(scales, "scales")
         weights = [1.0] * scales if weights is None else [float(w) for w in weights]
         if len(weights) != scales or any(not w >= 0 for w in weights) or not sum(weights) > 0:
             raise ValueError(

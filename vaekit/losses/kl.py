@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .._validation import check_choice, check_positive
+from .._validation import check_choice, check_number
 from ..distributions import DiagonalGaussian, kl_normal_elementwise
 from .registry import register
 
@@ -28,7 +28,7 @@ FREE_BITS_GROUPS = ("dim", "channel", "element")
 
 
 def _check_free_bits(free_bits: float, group: str) -> None:
-    check_positive(free_bits, "free_bits", strict=False)
+    check_number(free_bits, "free_bits", at_least=0)
     check_choice(group, FREE_BITS_GROUPS, "group")
 
 

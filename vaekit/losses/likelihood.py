@@ -24,7 +24,7 @@ from torch import nn
 
 from .._maths import LOG_2, gaussian_log_prob, laplace_log_prob, logvar_of_scale
 from .._maths import upcast_half as _f32
-from .._validation import check_broadcasts, check_positive, check_reduction
+from .._validation import check_broadcasts, check_number, check_reduction
 from ..distributions import DEFAULT_LOGVAR_RANGE
 from ._common import float32_island, prepare, reduce_loss
 from .registry import register
@@ -63,7 +63,7 @@ def _resolve_logvar(
         raise ValueError(f"{scale_name} must be a positive float, 'optimal' or None, got {scale!r}")
     else:
         value = 1.0 if scale is None else scale
-        check_positive(value, scale_name)
+        check_number(value, scale_name, above=0)
         lv = x.new_full((), logvar_of_scale(family, value))
     if logvar_range is not None:
         lv = lv.clamp(*logvar_range)
@@ -161,13 +161,13 @@ class _LikelihoodLoss(nn.Module):
                 f"got {scale!r}"
             )
         if not isinstance(scale, str) and scale is not None:
-            check_positive(scale, self._scale_name)
+            check_number(scale, self._scale_name, above=0)
         self.reduction = reduction
         self.logvar_range = logvar_range
         self.learned = scale == "learned"
         setattr(self, self._scale_name, scale)
         if self.learned:
-            check_positive(init_scale, f"init_{self._scale_name}")
+            check_number(init_scale, f"init_{self._scale_name}", above=0)
             family = "gaussian" if self._scale_name == "sigma" else "laplace"
             self.logvar = nn.Parameter(torch.tensor(logvar_of_scale(family, init_scale)))
 

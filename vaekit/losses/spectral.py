@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import torch
 
-from .._validation import check_positive, check_reduction
+from .._validation import check_number, check_reduction
 from ._common import FunctionalLoss, float32_island, prepare, reduce_loss
 from .registry import register
 
@@ -42,7 +42,7 @@ def _resolve_squared(squared: bool | None, focal: float, amplitude_only: bool) -
     """``squared=None`` means False, or True with ``focal > 0`` (FFL's squared distance)."""
     if squared is not None and not isinstance(squared, bool):
         raise TypeError(f"squared must be None, True or False, got {squared!r}")
-    check_positive(focal, "focal", strict=False)
+    check_number(focal, "focal", at_least=0)
     if focal > 0:
         if squared is False or amplitude_only:
             given = "squared=False" if squared is False else "amplitude_only=True"

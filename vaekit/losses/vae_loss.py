@@ -16,13 +16,12 @@ follows the reconstruction's reduction: ``"batchmean"`` (nats per sample) → KL
 from __future__ import annotations
 
 import math
-import operator
 from collections.abc import Callable, Mapping
 
 import torch
 from torch import nn
 
-from .._validation import check_image, check_positive, check_same_shape
+from .._validation import check_image, check_int, check_number, check_same_shape
 from ..outputs import LossOutput, VAEOutput
 from ..schedules import Constant, Schedule
 from .compose import RESERVED_TERMS, _as_module, _combine, loss_terms, reduction_of
@@ -32,13 +31,7 @@ __all__ = ["VAELoss"]
 
 
 def _check_beta_value(value: object, step: int) -> float:
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
-        value = value.item()
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"beta({step}) must return a number, got {type(value).__name__}")
-    if not (math.isfinite(value) and value >= 0):
-        raise ValueError(f"beta({step}) must be a finite number >= 0, got {value!r}")
-    return float(value)
+    return check_number(value, f"beta({step})", at_least=0)
 
 
 class VAELoss(nn.Module):
@@ -100,10 +93,7 @@ class VAELoss(nn.Module):
                 )
             self.beta = beta
         else:
-            check_positive(beta, "beta", strict=False)
-            if not math.isfinite(beta):
-                raise ValueError(f"beta must be finite, got {beta!r}")
-            self.beta = float(beta)
+            self.beta = check_number(beta, "beta", at_least=0)
         reduction = reduction_of(self.recon)
         if reduction not in ("mean", "sum", "batchmean"):
             raise ValueError(
@@ -111,7 +101,7 @@ class VAELoss(nn.Module):
                 f"'batchmean'), got reduction={reduction!r}"
             )
         if kl_scale != "auto":
-            check_positive(kl_scale, "kl_scale")
+            check_number(kl_scale, "kl_scale", above=0)
         self.kl_scale = kl_scale
         self.ignore_recon_logvar = bool(ignore_recon_logvar)
 
@@ -143,10 +133,7 @@ class VAELoss(nn.Module):
                     "step; pass step=... (e.g. loss(out, x, step=step)), or a number as beta"
                 )
             step = 0
-        try:
-            step = operator.index(step)
-        except TypeError:
-            raise TypeError(f"step must be an int, got {type(step).__name__}") from None
+        step = check_int(step, "step", minimum=0)
         check_image(x, "x")
         check_same_shape(out.recon, x, ("out.recon", "x"))
         logvar = out.recon_logvar

@@ -8,6 +8,8 @@ from collections.abc import Iterable, Iterator
 import torch
 from torch import nn
 
+from .._validation import check_int
+
 __all__ = ["acc_dtype", "evaluating", "iter_images", "model_device"]
 
 
@@ -68,8 +70,10 @@ def iter_images(
 
     A tensor ``(N, C, H, W)`` is split into chunks of ``batch_size``.
     """
+    if max_batches is not None:
+        check_int(max_batches, "max_batches")
     if isinstance(loader, torch.Tensor):
-        loader = loader.split(batch_size)
+        loader = loader.split(check_int(batch_size, "batch_size"))
     seen = 0
     for batch in loader:
         if max_batches is not None and seen >= max_batches:

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._io import read_checkpoint
-from .._validation import check_image, check_int, check_range
+from .._validation import check_image, check_int, check_number, check_range
 from ._common import evaluating
 
 __all__ = ["ClassifierFeatures"]
@@ -157,8 +157,7 @@ class ClassifierFeatures(nn.Module):
         """
         check_int(epochs, "epochs")
         check_int(batch_size, "batch_size")
-        if not (isinstance(lr, (int, float)) and lr > 0):
-            raise ValueError(f"lr must be a positive number, got {lr!r}")
+        check_number(lr, "lr", above=0)
         if not isinstance(images, torch.Tensor) or images.ndim != 4:
             check_image(images, "images")  # raises the standard message
         device = torch.device(device) if device is not None else images.device

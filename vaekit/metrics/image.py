@@ -17,7 +17,6 @@ from .._validation import (
     check_gaussian_window,
     check_image,
     check_number,
-    check_positive,
     check_range,
     check_same_shape,
     old_keyword_names,
@@ -63,7 +62,7 @@ def psnr(
         >>> vk.metrics.psnr(x, x + 0.1, reduction="none")   # MSE 0.01 -> 20 dB
         tensor([20.0000, 20.0000])
     """
-    check_positive(data_range, "data_range")
+    check_number(data_range, "data_range", above=0)
     x, y = _pair(x, y)
     mse = (x - y).square().flatten(1).mean(1)
     return _reduce(10.0 * torch.log10(data_range**2 / mse), reduction)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .._validation import check_int, check_number
 from ._common import acc_dtype, evaluating, iter_images, model_device
 from .likelihood import _encode
 
@@ -112,8 +113,7 @@ def active_units(
         >>> 0 <= vk.metrics.active_units(vae, torch.rand(10, 1, 8, 8)) <= 3
         True
     """
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or threshold < 0:
-        raise ValueError(f"threshold must be a number >= 0, got {threshold!r}")
+    check_number(threshold, "threshold", at_least=0)
     return int((latent_activity(vae, loader, max_batches=max_batches) > threshold).sum())
 
 
@@ -193,8 +193,7 @@ def aggregate_posterior_gap(
         >>> gap.kl >= 0 and gap.num_samples == 50
         True
     """
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 2:
-        raise ValueError(f"num_samples must be an int >= 2, got {num_samples!r}")
+    check_int(num_samples, "num_samples", minimum=2)
     s_mu = s_mumu = s_var = None
     n = 0
     samples: list[torch.Tensor] = []

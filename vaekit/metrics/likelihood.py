@@ -45,7 +45,6 @@ from .._validation import (
     check_image,
     check_int,
     check_number,
-    check_positive,
     check_range,
     check_same_shape,
 )
@@ -206,7 +205,7 @@ def log_likelihood(
                 f"likelihood={likelihood!r} needs a variance: the decoder has none "
                 f"(variance='none'), so pass a fixed {fixed}=..., e.g. {fixed}=0.1"
             )
-        check_positive(given[fixed], fixed)
+        check_number(given[fixed], fixed, above=0)
         lv = recon.new_full((), logvar_of_scale(likelihood, given[fixed]))
     else:
         lv = _f32(check_broadcasts(logvar, x.shape, "logvar", "x's"))
