@@ -339,13 +339,21 @@ def test_bad_image_folders(tmp_path):
         vk.data.ImageFolder(tmp_path)
 
 
-def test_import_vaekit_reads_no_image_library():
-    code = (
-        "import sys, vaekit as vk; "
-        "print(sorted(m for m in ('PIL', 'skimage', 'scipy') if m in sys.modules))"
-    )
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert res.stdout.strip() == "[]"
+def test_images_libraries_load_only_when_used(tmp_path):
+    """``import vaekit`` loads neither Pillow nor scikit-image; reading a folder without CLAHE
+    loads Pillow only."""
+    save(tmp_path / "a.png", gray(7))
+    script = f"""
+import sys
+import vaekit as vk
+loaded = lambda: [name for name in ("PIL", "skimage") if name in sys.modules]
+print(loaded())
+vk.data.ImageFolder({str(tmp_path)!r}, image_size=4, channels=1)[0]
+print(loaded())
+"""
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split("\n")[:2] == ["[]", "['PIL']"]
 
 
 # -- train_val_split ----------------------------------------------------------------------------
