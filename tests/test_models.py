@@ -453,6 +453,7 @@ def test_step0_vae_loss_is_finite_on_preset(name):
         ("bottleneck", "group", "spatial"),
         ("conv", "batch", "spatial"),
         ("resblock", "group", "flat"),
+        ("preact", "group", "spatial"),
     ],
 )
 def test_sample_spread_grows_with_temperature_after_training(block, norm, latent):
