@@ -44,6 +44,7 @@ MODULE_LAYERS: dict[str, str] = {
     "vaekit._io": "core",
     "vaekit._maths": "core",
     "vaekit._weights": "core",
+    "vaekit._inference": "core",
     "vaekit.distributions": "shared",
     "vaekit.outputs": "shared",
     "vaekit.schedules": "shared",

@@ -18,8 +18,8 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
+from ._inference import evaluating, model_device
 from ._validation import check_choice, check_float_tensor, check_image, check_int, check_number
-from .metrics._common import evaluating, model_device
 
 __all__ = [
     "interpolation_grid",

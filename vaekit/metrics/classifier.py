@@ -21,9 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._inference import evaluating
 from .._io import read_checkpoint
 from .._validation import check_image, check_int, check_number, check_range
-from ._common import evaluating
 
 __all__ = ["ClassifierFeatures"]
 

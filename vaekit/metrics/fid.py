@@ -23,9 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._inference import evaluating, iter_images, model_device
 from .._validation import check_float_tensor
 from .._weights import load_weights
-from ._common import evaluating, iter_images, model_device
 
 __all__ = [
     "INCEPTION_WEIGHTS_FILE",

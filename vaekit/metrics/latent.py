@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .._inference import acc_dtype, evaluating, iter_images, model_device
 from .._validation import check_int, check_number
-from ._common import acc_dtype, evaluating, iter_images, model_device
 from .likelihood import _encode
 
 __all__ = [

@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import nn
 
+from .._inference import acc_dtype, evaluating
 from .._maths import (
     LOG_2PI,
     bernoulli_log_prob,
@@ -49,7 +50,6 @@ from .._validation import (
     check_same_shape,
 )
 from ..distributions import DiagonalGaussian
-from ._common import acc_dtype, evaluating
 
 __all__ = [
     "LIKELIHOODS",
