@@ -15,6 +15,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from vaekit._validation import check_int, check_number
+
 from . import specs
 
 NOT_IN_CONFIG = ("config", "resume")  # options a config file cannot set
@@ -298,12 +300,10 @@ def _convert(action: argparse.Action, key: str, value: Any, source: str) -> Any:
             raise ValueError(
                 f"{where} must be {getattr(kind, '__name__', kind)}, got {value!r}"
             ) from None
-    elif kind is int and (isinstance(value, bool) or not isinstance(value, int)):
-        raise TypeError(f"{where} must be a whole number, got {value!r}")
+    elif kind is int:
+        value = check_int(value, where, minimum=None)  # bounds: validate(), after merging
     elif kind is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise TypeError(f"{where} must be a number, got {value!r}")
-        value = float(value)
+        value = check_number(value, where, finite=False)
     elif kind in (None, str) and not isinstance(value, str):
         raise TypeError(f"{where} must be a string, got {type(value).__name__} {value!r}")
     if action.choices is not None and value not in action.choices:

@@ -42,6 +42,7 @@ from typing import Any
 
 import vaekit as vk
 from vaekit import schedules as S
+from vaekit._validation import check_int, check_number
 
 BETA_KINDS = ("constant", "linear", "cosine", "cyclical", "two-phase")
 BETA_EXAMPLES = (
@@ -309,17 +310,10 @@ def _term(name: object, weight: object, kwargs: Mapping[str, Any], what: str) ->
     except ValueError as err:
         raise ValueError(f"{what}: {err}") from None
     canonical = next(n for n in vk.losses.available() if vk.losses.get(n) is factory)
-    if isinstance(weight, bool) or not isinstance(weight, (int, float)):
-        raise ValueError(f"{what}: the weight of {name!r} must be a number, got {weight!r}")
-    if not (math.isfinite(weight) and weight >= 0):
-        raise ValueError(
-            f"{what}: the weight of {name!r} must be a finite number >= 0, got {weight}"
-        )
+    weight = check_number(weight, f"{what}: the weight of {name!r}", at_least=0)
     kwargs = dict(kwargs)
-    scales = kwargs.pop("scales", 1)
-    if isinstance(scales, bool) or not isinstance(scales, int) or scales < 1:
-        raise ValueError(f"{what}: scales of {name!r} must be a whole number >= 1, got {scales!r}")
-    return LossTerm(canonical, float(weight), kwargs, scales)
+    scales = check_int(kwargs.pop("scales", 1), f"{what}: scales of {name!r}")
+    return LossTerm(canonical, weight, kwargs, scales)
 
 
 def parse_loss(spec: object) -> list[LossTerm]:
