@@ -478,3 +478,16 @@ def test_sample_spread_grows_with_temperature_after_training(block, norm, latent
     with torch.no_grad():
         spread = [vae.decode(t * eps).std(0).mean().item() for t in (0.25, 0.5, 1.0)]
     assert spread[0] < spread[1] < 0.9 * spread[2], spread
+
+
+def test_config_stores_plain_ints_from_integer_likes():
+    # numpy ints (from a sweep, a CSV) pass check_int; stored as int, the config saves as JSON
+    import json
+
+    import numpy as np
+
+    cfg = tiny_config(widths=(np.int64(4), 8), latent_dim=np.int32(3), depth=np.int64(1))
+    assert type(cfg.widths[0]) is int and type(cfg.latent_dim) is int and type(cfg.depth) is int
+    assert vk.VAEConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    with pytest.raises(TypeError, match=r"widths\[0\] must be an int, got float"):
+        tiny_config(widths=(4.0, 8))

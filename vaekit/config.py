@@ -134,7 +134,7 @@ class VAEConfig:
     block_kwargs: dict[str, Any] | tuple[dict[str, Any], ...] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        check_int(self.in_channels, "in_channels")
+        self.in_channels = check_int(self.in_channels, "in_channels")
         size = self.image_size
         if not isinstance(size, (tuple, list)):
             size = (check_int(size, "image_size"),) * 2
@@ -144,14 +144,13 @@ class VAEConfig:
 
         if not isinstance(self.widths, (tuple, list)):
             raise TypeError(f"widths must be a tuple of ints, got {self.widths!r}")
-        self.widths = tuple(self.widths)
         if not self.widths:
             raise ValueError("widths must name at least one level, got ()")
-        for i, w in enumerate(self.widths):
-            check_int(w, f"widths[{i}]")
-        check_int(self.depth, "depth", minimum=0)
+        # plain ints stored (numpy ints would not survive to_dict -> JSON)
+        self.widths = tuple(check_int(w, f"widths[{i}]") for i, w in enumerate(self.widths))
+        self.depth = check_int(self.depth, "depth", minimum=0)
         if self.decoder_depth is not None:
-            check_int(self.decoder_depth, "decoder_depth", minimum=0)
+            self.decoder_depth = check_int(self.decoder_depth, "decoder_depth", minimum=0)
 
         check_choice(self.latent, LATENTS, "latent")
         check_choice(self.norm, NORMS, "norm")
@@ -162,10 +161,10 @@ class VAEConfig:
         if not isinstance(self.act_kwargs, dict):
             raise TypeError(f"act_kwargs must be a dict, got {type(self.act_kwargs).__name__}")
         self.act_kwargs = dict(self.act_kwargs)
-        check_int(self.latent_dim, "latent_dim")
-        check_int(self.latent_channels, "latent_channels")
-        check_int(self.attention_heads, "attention_heads")
-        check_int(self.bottleneck_ratio, "bottleneck_ratio")
+        self.latent_dim = check_int(self.latent_dim, "latent_dim")
+        self.latent_channels = check_int(self.latent_channels, "latent_channels")
+        self.attention_heads = check_int(self.attention_heads, "attention_heads")
+        self.bottleneck_ratio = check_int(self.bottleneck_ratio, "bottleneck_ratio")
 
         # None = "attention at 16 px if there is such a level"; remembered so that
         # replace(image_size=...) resolves it again for the new geometry
