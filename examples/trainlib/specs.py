@@ -42,7 +42,7 @@ from typing import Any
 
 import vaekit as vk
 from vaekit import schedules as S
-from vaekit._validation import check_int, check_number
+from vaekit._validation import check_int, check_number, is_number
 
 BETA_KINDS = ("constant", "linear", "cosine", "cyclical", "two-phase")
 BETA_EXAMPLES = (
@@ -190,7 +190,7 @@ def parse_beta(spec: object) -> BetaPlan:
         except (TypeError, ValueError, KeyError) as err:
             raise ValueError(f"{what} is not a vk.schedules dict: {err}") from None
         return BetaPlan(kind="dict", schedule_dict=dict(spec), text=str(dict(spec)))
-    if isinstance(spec, (int, float)) and not isinstance(spec, bool):
+    if is_number(spec):
         spec = repr(float(spec))
     if not isinstance(spec, str) or not spec.strip():
         raise TypeError(
