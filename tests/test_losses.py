@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import pytest
@@ -100,6 +101,35 @@ def test_every_network_free_loss_has_a_functional_twin():
 def test_function_equals_module(name, modules, images):
     noisy, x = images
     torch.testing.assert_close(twin(name)(noisy, x), modules[name](noisy, x))
+
+
+TWINNED = sorted(
+    n for n in RECON_NAMES if issubclass(vk.losses.get(n), vk.losses._common.FunctionalLoss)
+)
+
+
+@pytest.mark.parametrize("name", TWINNED)
+def test_module_takes_exactly_the_functions_keywords(name):
+    # FunctionalLoss builds the constructor from the function: same names, same defaults
+    cls = vk.losses.get(name)
+    keywords = [
+        (p.name, p.default)
+        for p in inspect.signature(cls.function).parameters.values()
+        if p.kind is p.KEYWORD_ONLY
+    ]
+    assert [(p.name, p.default) for p in inspect.signature(cls).parameters.values()] == keywords
+    module = cls()
+    assert list(module.hparams) == [k for k, _ in keywords]
+    with pytest.raises(TypeError, match=r"unknown argument\(s\) \['reducton'\]"):
+        cls(reducton="sum")
+
+
+def test_module_checks_its_arguments_when_built():
+    with pytest.raises(ValueError, match="weights must be non-negative"):
+        vk.losses.MSSSIMLoss(weights=[-1.0, 1.0])
+    with pytest.raises(ValueError, match="reduction must be one of"):
+        vk.losses.L1Loss(reduction="avg")
+    assert vk.losses.FFTLoss(focal=1.0).squared is True  # resolved once, stored resolved
 
 
 @pytest.mark.parametrize("name", sorted(set(RECON_NAMES) - NETWORK))

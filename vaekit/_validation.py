@@ -35,6 +35,7 @@ __all__ = [
     "is_compiling",
     "is_number",
     "old_keyword_names",
+    "rename_keywords",
 ]
 
 REDUCTIONS = ("none", "mean", "sum", "batchmean")
@@ -288,12 +289,47 @@ def check_positive(value: float, name: str, *, strict: bool = True) -> None:
                  finite=False)  # fmt: skip
 
 
+def rename_keywords(
+    kwargs: dict[str, Any], renamed: dict[str, str | tuple[str, ...]], owner: str
+) -> dict[str, Any]:
+    """``kwargs`` with old keyword names replaced by new ones (see :func:`old_keyword_names`).
+
+    ``owner`` names the function in the messages (``"ssim_loss()"``).
+    """
+    kwargs = dict(kwargs)
+    for old, new in renamed.items():
+        if old not in kwargs:
+            continue
+        names = (new,) if isinstance(new, str) else new
+        wanted = " and ".join(f"{n}=" for n in names)
+        given = [n for n in names if n in kwargs]
+        if given:
+            raise TypeError(
+                f"{owner} got {old}= (the old name of {wanted}) and {given[0]}=; pass {wanted} only"
+            )
+        value = kwargs.pop(old)
+        if len(names) == 1:
+            kwargs[names[0]] = value
+            continue
+        try:
+            values = tuple(value)
+        except TypeError:
+            values = ()
+        if len(values) != len(names):
+            raise ValueError(
+                f"{old} must be a sequence of {len(names)} values ({wanted}), got {value!r}"
+            )
+        kwargs.update(zip(names, values))
+    return kwargs
+
+
 def old_keyword_names(**renamed: str | tuple[str, ...]) -> Callable[[_F], _F]:
     """Decorator: keep renamed keyword arguments working under their old names.
 
     ``renamed`` maps each old name to its new name, or to a tuple of new names that the old
     value is unpacked into (``K=(0.01, 0.03)`` -> ``k1=0.01, k2=0.03``). Passing an old name
-    together with its new name is a ``TypeError``, like any argument given twice.
+    together with its new name is a ``TypeError``, like any argument given twice. The mapping
+    is kept as the wrapper's ``renamed_keywords`` attribute.
 
     Example:
         >>> from vaekit._validation import old_keyword_names
@@ -310,32 +346,9 @@ def old_keyword_names(**renamed: str | tuple[str, ...]) -> Callable[[_F], _F]:
     def decorator(fn: _F) -> _F:
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            for old, new in renamed.items():
-                if old not in kwargs:
-                    continue
-                names = (new,) if isinstance(new, str) else new
-                wanted = " and ".join(f"{n}=" for n in names)
-                given = [n for n in names if n in kwargs]
-                if given:
-                    raise TypeError(
-                        f"{fn.__qualname__}() got {old}= (the old name of {wanted}) and "
-                        f"{given[0]}=; pass {wanted} only"
-                    )
-                value = kwargs.pop(old)
-                if len(names) == 1:
-                    kwargs[names[0]] = value
-                    continue
-                try:
-                    values = tuple(value)
-                except TypeError:
-                    values = ()
-                if len(values) != len(names):
-                    raise ValueError(
-                        f"{old} must be a sequence of {len(names)} values ({wanted}), got {value!r}"
-                    )
-                kwargs.update(zip(names, values))
-            return fn(*args, **kwargs)
+            return fn(*args, **rename_keywords(kwargs, renamed, f"{fn.__qualname__}()"))
 
+        wrapper.renamed_keywords = dict(renamed)  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]
 
     return decorator

@@ -7,6 +7,7 @@ tensors of the same shape, and reduces with the shared vocabulary ``"none" | "me
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, ClassVar
 
 import torch
@@ -20,6 +21,7 @@ from .._validation import (
     check_range,
     check_reduction,
     check_same_shape,
+    rename_keywords,
 )
 from ..distributions import _reduce_per_sample as reduce_loss
 
@@ -59,19 +61,37 @@ def prepare(
 class FunctionalLoss(nn.Module):
     """Module twin of a functional loss: stores keyword hyperparameters, ``forward`` calls it.
 
-    Subclasses set ``function`` and pass their hyperparameters to ``__init__``; the module
-    holds no other state, so ``Module(**kw)(x, y) == function(x, y, **kw)``.
+    A subclass sets ``function``; its constructor then takes exactly the function's
+    keyword-only arguments, with the same defaults and old names (so the two cannot drift
+    apart), and ``Module(**kw)(x, y) == function(x, y, **kw)``. Override
+    :meth:`check_hparams` to check (or normalise) them once, when the module is built.
     """
 
     function: ClassVar[Any]
     accepts_logvar: ClassVar[bool] = False
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "function" in cls.__dict__:  # what help() and editors show for the constructor
+            cls.__signature__ = inspect.Signature(_keyword_parameters(cls.function))
+
     def __init__(self, **hparams: Any) -> None:
         super().__init__()
+        fn, name = type(self).function, f"{type(self).__name__}()"
+        hparams = rename_keywords(hparams, getattr(fn, "renamed_keywords", {}), name)
+        params = {p.name: p.default for p in _keyword_parameters(fn)}
+        unknown = sorted(set(hparams) - set(params))
+        if unknown:
+            raise TypeError(f"{name} got unknown argument(s) {unknown}; it takes {list(params)}")
+        hparams = self.check_hparams({**params, **hparams})
         check_reduction(hparams.get("reduction", "mean"))
         self._hparam_names = tuple(hparams)
         for key, value in hparams.items():
             setattr(self, key, value)
+
+    def check_hparams(self, hparams: dict[str, Any]) -> dict[str, Any]:
+        """Check the keyword arguments when the module is built; return them (normalised)."""
+        return hparams
 
     @property
     def hparams(self) -> dict[str, Any]:
@@ -83,3 +103,7 @@ class FunctionalLoss(nn.Module):
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v!r}" for k, v in self.hparams.items())
+
+
+def _keyword_parameters(fn: Any) -> list[inspect.Parameter]:
+    return [p for p in inspect.signature(fn).parameters.values() if p.kind is p.KEYWORD_ONLY]

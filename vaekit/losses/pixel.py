@@ -90,9 +90,6 @@ class L1Loss(FunctionalLoss):
 
     function = l1_loss
 
-    def __init__(self, *, reduction: str = "mean") -> None:
-        super().__init__(reduction=reduction)
-
 
 @register("mse", aliases=("l2",))
 class MSELoss(FunctionalLoss):
@@ -105,9 +102,6 @@ class MSELoss(FunctionalLoss):
     """
 
     function = mse_loss
-
-    def __init__(self, *, reduction: str = "mean") -> None:
-        super().__init__(reduction=reduction)
 
 
 @register("bce", aliases=("bernoulli",))
@@ -122,6 +116,3 @@ class BCELoss(FunctionalLoss):
     """
 
     function = bce_loss
-
-    def __init__(self, *, logits: bool = False, reduction: str = "mean") -> None:
-        super().__init__(logits=logits, reduction=reduction)

@@ -29,6 +29,8 @@ Computed in float32 with autocast disabled (FFTs in fp16 are inaccurate and size
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from .._validation import check_number, check_reduction
@@ -143,15 +145,8 @@ class FFTLoss(FunctionalLoss):
 
     function = fft_loss
 
-    def __init__(
-        self,
-        *,
-        amplitude_only: bool = False,
-        focal: float = 0.0,
-        squared: bool | None = None,
-        reduction: str = "mean",
-    ) -> None:
-        squared = _resolve_squared(squared, focal, amplitude_only)
-        super().__init__(
-            amplitude_only=amplitude_only, focal=focal, squared=squared, reduction=reduction
+    def check_hparams(self, hparams: dict[str, Any]) -> dict[str, Any]:
+        hparams["squared"] = _resolve_squared(
+            hparams["squared"], hparams["focal"], hparams["amplitude_only"]
         )
+        return hparams

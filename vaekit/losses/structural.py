@@ -25,6 +25,7 @@ gradients (pytorch-msssim uses ``relu``, whose ``0 ** w`` has an infinite gradie
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -48,6 +49,13 @@ _OLD_NAMES = {"win_size": "window_size", "win_sigma": "window_sigma", "K": ("k1"
 def _check_window(window_size: object, window_sigma: object, data_range: object) -> None:
     check_gaussian_window(window_size, window_sigma)
     check_number(data_range, "data_range", above=0)
+
+
+def _level_weights(weights: Sequence[float] | None) -> tuple[float, ...]:
+    weights = tuple(MS_SSIM_WEIGHTS if weights is None else weights)
+    if not weights or any(not w >= 0 for w in weights) or not sum(weights) > 0:
+        raise ValueError(f"weights must be non-negative numbers with a positive sum, got {weights}")
+    return weights
 
 
 @old_keyword_names(**_OLD_NAMES)
@@ -147,9 +155,7 @@ def ms_ssim_loss(
     """
     check_reduction(reduction)
     _check_window(window_size, window_sigma, data_range)
-    weights = tuple(MS_SSIM_WEIGHTS if weights is None else weights)
-    if not weights or any(not w >= 0 for w in weights) or not sum(weights) > 0:
-        raise ValueError(f"weights must be non-negative numbers with a positive sum, got {weights}")
+    weights = _level_weights(weights)
     x, y = prepare(input, target, data_range=data_range)
     levels = ms_ssim_levels(min(x.shape[-2:]), window_size, len(weights))
     # keep the exponents' total: unchanged at full depth (== pytorch-msssim), rescaled if cut
@@ -161,8 +167,16 @@ def ms_ssim_loss(
         return reduce_loss(1.0 - value, reduction)
 
 
+class _StructuralLoss(FunctionalLoss):
+    def check_hparams(self, hparams: dict[str, Any]) -> dict[str, Any]:
+        _check_window(hparams["window_size"], hparams["window_sigma"], hparams["data_range"])
+        if hparams.get("weights") is not None:  # MS-SSIM's, checked now rather than at step 1
+            hparams["weights"] = _level_weights(hparams["weights"])
+        return hparams
+
+
 @register("ssim")
-class SSIMLoss(FunctionalLoss):
+class SSIMLoss(_StructuralLoss):
     """Module form of :func:`ssim_loss` (``1 - SSIM``), same arguments and aliases.
 
     Example:
@@ -174,24 +188,9 @@ class SSIMLoss(FunctionalLoss):
 
     function = ssim_loss
 
-    @old_keyword_names(**_OLD_NAMES)
-    def __init__(
-        self,
-        *,
-        data_range: float = 1.0,
-        window_size: int = 11,
-        window_sigma: float = 1.5,
-        k1: float = 0.01,
-        k2: float = 0.03,
-        reduction: str = "mean",
-    ) -> None:
-        _check_window(window_size, window_sigma, data_range)
-        super().__init__(data_range=data_range, window_size=window_size,
-                         window_sigma=window_sigma, k1=k1, k2=k2, reduction=reduction)  # fmt: skip
-
 
 @register("ms_ssim", aliases=("msssim",))
-class MSSSIMLoss(FunctionalLoss):
+class MSSSIMLoss(_StructuralLoss):
     """Module form of :func:`ms_ssim_loss` (``1 - MS-SSIM``; works from 1 px up), same
     arguments and aliases.
 
@@ -203,26 +202,3 @@ class MSSSIMLoss(FunctionalLoss):
     """
 
     function = ms_ssim_loss
-
-    @old_keyword_names(**_OLD_NAMES)
-    def __init__(
-        self,
-        *,
-        data_range: float = 1.0,
-        window_size: int = 11,
-        window_sigma: float = 1.5,
-        weights: Sequence[float] | None = None,
-        k1: float = 0.01,
-        k2: float = 0.03,
-        reduction: str = "mean",
-    ) -> None:
-        _check_window(window_size, window_sigma, data_range)
-        super().__init__(
-            data_range=data_range,
-            window_size=window_size,
-            window_sigma=window_sigma,
-            weights=None if weights is None else tuple(weights),
-            k1=k1,
-            k2=k2,
-            reduction=reduction,
-        )
