@@ -8,8 +8,8 @@ zoo, lpips, matplotlib) is imported until it is used.
 __version__ = "0.1.0"
 
 # Imports run one way (tests/test_import_layers.py holds the table and checks every module):
-#   core (_validation, _registry, _io, _maths, _weights) -> shared (distributions, outputs,
-#   schedules) -> blocks -> config -> priors -> models -> presets;  shared -> data;
+#   core (_validation, _registry, _io, _maths, _weights, _inference) -> shared (distributions,
+#   outputs, schedules) -> blocks -> config -> priors -> models -> presets;  shared -> data;
 #   shared -> losses (+ functional);  shared -> metrics -> viz;  this file imports them all,
 #   and explore (the Gradio app) sits on top. Losses and metrics never import each other;
 #   they reach a model's parts (vae.prior) through the objects they are given.
