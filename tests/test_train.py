@@ -298,7 +298,7 @@ def test_a_few_unreadable_files_are_skipped_with_one_warning(tmp_path):
 def test_evaluation_gives_every_submodule_its_own_mode_back(tmp_path, tiny_cfg):
     """The trainer evaluates under vaekit's ``evaluating`` (one context manager for the library
     and the trainer): a model with submodules in mixed modes comes back exactly as it was."""
-    from vaekit.metrics._common import evaluating
+    from vaekit._inference import evaluating
 
     assert evaluate.evaluating is evaluating
     vae = vk.VAE(tiny_cfg).train()

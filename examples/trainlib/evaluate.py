@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 import vaekit as vk
-from vaekit.metrics._common import evaluating  # eval() + no_grad; every submodule's mode back
+from vaekit._inference import evaluating  # eval() + no_grad; every submodule's mode back
 
 from .data import Data, eval_loader, first_images
 
