@@ -14,7 +14,7 @@ __version__ = "0.1.0"
 #   and explore (the Gradio app) sits on top. Losses and metrics never import each other;
 #   they reach a model's parts (vae.prior) through the objects they are given.
 
-from . import blocks, data, functional, losses, metrics, presets, schedules, viz
+from . import blocks, data, functional, losses, metrics, presets, priors, schedules, viz
 from ._validation import DTypeError
 from .config import VAEConfig
 from .distributions import DiagonalGaussian
@@ -37,6 +37,7 @@ __all__ = [
     "losses",
     "metrics",
     "presets",
+    "priors",
     "schedules",
     "viz",
 ]
