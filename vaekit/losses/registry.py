@@ -78,7 +78,7 @@ def build(name: str, **kwargs: object) -> nn.Module:
         >>> vk.losses.build("l1", reduction="sum")
         L1Loss(reduction='sum')
         >>> vk.losses.build("SSIM")
-        SSIMLoss(data_range=1.0, win_size=11, win_sigma=1.5, K=(0.01, 0.03), reduction='mean')
+        SSIMLoss(data_range=1.0, window_size=11, window_sigma=1.5, k1=0.01, k2=0.03, reduction='mean')
     """
     return LOSSES.build(name, **kwargs)
 
