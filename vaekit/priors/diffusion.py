@@ -119,7 +119,7 @@ class ConvDenoiser(nn.Module):
     """eps_theta(x_t, t) for spatial latents (B, C, h, w): vaekit PreActResBlocks at one
     resolution, the time embedding added (per channel) before each block."""
 
-    def __init__(self, in_ch: int, channels: int = 64, depth: int = 4, emb_dim: int = 128) -> None:
+    def __init__(self, in_ch: int, channels: int = 32, depth: int = 3, emb_dim: int = 128) -> None:
         super().__init__()
         self.emb_dim = emb_dim
         self.time = _TimeMLP(emb_dim, channels)
@@ -184,8 +184,8 @@ class LatentDiffusion(ExPostPrior):
         denoiser: str = "auto",
         hidden: int = 256,
         depth: int = 3,
-        channels: int = 64,
-        blocks: int = 4,
+        channels: int = 32,
+        blocks: int = 3,
         latent_shape: Sequence[int] | None = None,
     ) -> None:
         super().__init__()

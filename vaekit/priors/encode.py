@@ -9,26 +9,12 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from .._inference import batch_images, evaluating, model_device
 from .._validation import check_choice, check_int
 from ..distributions import DiagonalGaussian
 from ._progress import progress_bar
 
 __all__ = ["encode_dataset"]
-
-
-def _images(batch: object) -> torch.Tensor:
-    if isinstance(batch, torch.Tensor):
-        return batch
-    if isinstance(batch, (tuple, list)) and batch and isinstance(batch[0], torch.Tensor):
-        return batch[0]  # (images, labels)
-    if isinstance(batch, dict):
-        for key in ("image", "images", "x", "pixel_values"):
-            if key in batch:
-                return batch[key]
-    raise TypeError(
-        "each batch must be an image tensor, an (images, labels) tuple or a dict with an "
-        f"'image' key, got {type(batch).__name__}"
-    )
 
 
 def _batches(data: Any, batch_size: int) -> tuple[Iterable[Any], int | None]:
@@ -62,13 +48,6 @@ def _encode_fn(model: Any):
         "expected a VAE (anything with .encode(x) -> DiagonalGaussian) or an encoder callable, "
         f"got {type(model).__name__}"
     )
-
-
-def _device(model: Any) -> torch.device:
-    if isinstance(model, nn.Module):
-        for t in (*model.parameters(), *model.buffers()):
-            return t.device
-    return torch.device("cpu")
 
 
 def encode_dataset(
@@ -112,17 +91,15 @@ def encode_dataset(
     check_choice(use, ("mean", "sample"), "use")
     check_int(batch_size, "batch_size")
     encode = _encode_fn(vae)
-    device = _device(vae)
+    module = vae if isinstance(vae, nn.Module) else nn.Module()  # modes restored after
+    device = model_device(module)
     batches, total = _batches(data, batch_size)
-    modes = [(m, m.training) for m in vae.modules()] if isinstance(vae, nn.Module) else []
     out: list[torch.Tensor] = []
     bar = progress_bar(total, "encode_dataset", progress)
     try:
-        if isinstance(vae, nn.Module):
-            vae.eval()
-        with torch.inference_mode():
+        with evaluating(module), torch.inference_mode():
             for batch in batches:
-                x = _images(batch)
+                x = batch_images(batch)
                 if not isinstance(x, torch.Tensor) or not x.is_floating_point():
                     raise TypeError(
                         "images must be a floating-point tensor in [0, 1], got "
@@ -144,8 +121,6 @@ def encode_dataset(
                 bar.update(1)
     finally:
         bar.close()
-        for m, mode in modes:
-            m.training = mode
     if not out:
         raise ValueError("data yielded no images")
     return torch.cat(out).clone()  # outside inference mode: a normal tensor, usable in autograd
