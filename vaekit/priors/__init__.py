@@ -18,7 +18,7 @@ Registry: :func:`available`, :func:`build`, :func:`register`; save/load:
 from .base import ExPostPrior, NotFittedError, Prior, PriorCapabilityError
 from .diffusion import LatentDiffusion
 from .encode import encode_dataset
-from .flow import Flow
+from .flow import AffineCoupling, Flow
 from .gmm import GaussianMixture, kmeans_plus_plus
 from .kl import kl_to_prior, mc_kl
 from .mog import MixtureOfGaussians
@@ -37,6 +37,7 @@ from .standard_normal import StandardNormal
 from .vamp import VampPrior
 
 __all__ = [
+    "AffineCoupling",
     "ExPostPrior",
     "Flow",
     "GaussianMixture",

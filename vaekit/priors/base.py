@@ -198,6 +198,13 @@ class Prior(nn.Module):
 
         Only static checks (dtype, shape), so it is free inside a training step and under
         ``torch.compile``; :meth:`ExPostPrior.fit` also requires finite values.
+
+        Example:
+            >>> import torch, vaekit as vk
+            >>> vk.priors.StandardNormal((3,)).check_latents(torch.zeros(2, 4))
+            Traceback (most recent call last):
+            ...
+            ValueError: z must have shape (B, 3) = (batch, *latent_shape) for StandardNormal, got (2, 4)
         """
         shape = self._require_shape()
         z = check_float_tensor(z, name)
@@ -214,6 +221,12 @@ class Prior(nn.Module):
 
         Shape:
             z: ``(B, *latent_shape)``; output: ``(B,)`` (float32; float64 for float64 input).
+
+        Example:
+            >>> import torch, vaekit as vk
+            >>> prior = vk.priors.MixtureOfGaussians(components=4, latent_shape=(2, 3, 3))
+            >>> prior.log_prob(torch.zeros(5, 2, 3, 3)).shape
+            torch.Size([5])
         """
         if not self.has_log_prob:
             from .registry import density_names
@@ -239,6 +252,12 @@ class Prior(nn.Module):
             n: number of samples (positive int).
             temperature: scale of the prior's noise (>= 0); see the class docstring.
             generator: a ``torch.Generator`` on the prior's device for reproducible draws.
+
+        Example:
+            >>> import torch, vaekit as vk
+            >>> prior = vk.priors.StandardNormal((2, 4, 4))
+            >>> prior.sample(3, temperature=0.5, generator=torch.Generator().manual_seed(0)).shape
+            torch.Size([3, 2, 4, 4])
         """
         self._check_sample_args(n, temperature, generator)
         return self._sample(n, temperature, generator)
@@ -267,6 +286,12 @@ class Prior(nn.Module):
 
         Only for priors that factorise over latent dims with a closed form
         (``has_closed_form_kl``); free bits per dimension need it.
+
+        Example:
+            >>> import torch, vaekit as vk
+            >>> q = vk.DiagonalGaussian(torch.ones(1, 2), torch.zeros(1, 2))
+            >>> vk.priors.StandardNormal((2,)).kl_elementwise(q)
+            tensor([[0.5000, 0.5000]])
         """
         raise PriorCapabilityError(
             f"{type(self).__name__} has no closed-form KL (has_closed_form_kl is False): use "
@@ -277,6 +302,16 @@ class Prior(nn.Module):
         """Closed-form KL(q(z|x) || p(z)) per sample, ``(B,)`` nats.
 
         ``PriorCapabilityError`` (a ``ValueError``) when ``has_closed_form_kl`` is false.
+
+        Example:
+            >>> import torch, vaekit as vk
+            >>> q = vk.DiagonalGaussian(torch.zeros(2, 3), torch.zeros(2, 3))
+            >>> vk.priors.StandardNormal((3,)).kl(q)
+            tensor([0., 0.])
+            >>> vk.priors.MixtureOfGaussians(2, latent_shape=(3,)).kl(q)
+            Traceback (most recent call last):
+            ...
+            vaekit.priors.base.PriorCapabilityError: MixtureOfGaussians has no closed-form KL ...
         """
         self.check_posterior(posterior)
         return self.kl_elementwise(posterior).flatten(1).sum(1)
@@ -331,7 +366,14 @@ class ExPostPrior(Prior):
         return bool(self.fitted)
 
     def fit(self, latents: torch.Tensor, **kwargs: Any) -> ExPostPrior:
-        """Fit on latents ``(N, *latent_shape)``; returns ``self``."""
+        """Fit on latents ``(N, *latent_shape)``; returns ``self``.
+
+        Example:
+            >>> import torch, vaekit as vk
+            >>> gmm = vk.priors.GaussianMixture(components=2)
+            >>> gmm.is_fitted, gmm.fit(torch.randn(50, 3), progress=False).is_fitted
+            (False, True)
+        """
         raise NotImplementedError
 
     def _check_fit_latents(self, latents: object, minimum: int = 2) -> torch.Tensor:

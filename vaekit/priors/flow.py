@@ -40,6 +40,18 @@ class AffineCoupling(nn.Module):
         dim: D.
         hidden: width of the conditioner MLP (two hidden layers, SiLU).
         parity: which dims are kept (``arange(D) % 2 == parity``) and condition the others.
+
+    Shape:
+        x, y: (B, D); log_det: (B,).
+
+    Example:
+        >>> import torch
+        >>> from vaekit.priors import AffineCoupling
+        >>> layer = AffineCoupling(4, hidden=8, parity=0)
+        >>> x = torch.randn(3, 4)
+        >>> y, log_det = layer(x)   # a fresh layer is the identity
+        >>> torch.equal(y, x), log_det
+        (True, tensor([0., 0., 0.], grad_fn=<SumBackward1>))
     """
 
     def __init__(self, dim: int, hidden: int, parity: int) -> None:

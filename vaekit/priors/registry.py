@@ -53,7 +53,15 @@ def register(name: str, *, aliases: Iterable[str] = ()) -> Callable[[F], F]:
 
 
 def unregister(name: str) -> None:
-    """Remove a registered name (any case) with its aliases (``ValueError`` if unknown)."""
+    """Remove a registered name (any case) with its aliases (``ValueError`` if unknown).
+
+    Example:
+        >>> import vaekit as vk
+        >>> vk.priors.unregister("no_such_prior")
+        Traceback (most recent call last):
+        ...
+        ValueError: unknown prior 'no_such_prior': expected one of [...]
+    """
     PRIORS.unregister(name)
 
 
@@ -69,7 +77,13 @@ def available(*, aliases: bool = False) -> list[str]:
 
 
 def get(name: str) -> Callable[..., Prior]:
-    """The class registered under ``name`` (or an alias; any case)."""
+    """The class registered under ``name`` (or an alias; any case).
+
+    Example:
+        >>> import vaekit as vk
+        >>> vk.priors.get("Normal").__name__
+        'StandardNormal'
+    """
     return PRIORS.get(name)
 
 
@@ -89,12 +103,24 @@ def build(name: str, **kwargs: Any) -> Prior:
 
 
 def name_of(prior: Prior) -> str | None:
-    """The registry name of ``prior``'s exact class, or ``None`` if it is not registered."""
+    """The registry name of ``prior``'s exact class, or ``None`` if it is not registered.
+
+    Example:
+        >>> import vaekit as vk
+        >>> vk.priors.name_of(vk.priors.Flow())
+        'flow'
+    """
     return PRIORS.name_of(prior)
 
 
 def density_names() -> list[str]:
-    """Registered priors with a tractable ``log_prob`` (usable for training and likelihoods)."""
+    """Registered priors with a tractable ``log_prob`` (usable for training and likelihoods).
+
+    Example:
+        >>> import vaekit as vk
+        >>> vk.priors.density_names()
+        ['flow', 'gmm', 'mog', 'standard_normal', 'vamp']
+    """
     return [
         n
         for n in PRIORS.available()

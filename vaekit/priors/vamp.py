@@ -156,6 +156,14 @@ class VampPrior(Prior):
         Args:
             data: images ``(N, C, H, W)`` with N >= K.
             generator: for a reproducible choice (on any device).
+
+        Example:
+            >>> import torch, vaekit as vk
+            >>> prior = vk.priors.VampPrior(pseudo_inputs=2, data_shape=(1, 4, 4))
+            >>> data = torch.rand(10, 1, 4, 4)
+            >>> _ = prior.init_pseudo_inputs(data, generator=torch.Generator().manual_seed(0))
+            >>> any(torch.equal(prior.pseudo_inputs[0], x) for x in data)
+            True
         """
         data = check_float_tensor(data, "data")
         if data.ndim != 4:
@@ -200,7 +208,15 @@ class VampPrior(Prior):
         return shape
 
     def components(self) -> DiagonalGaussian:
-        """q(z | u_k) for the K pseudo-inputs: a DiagonalGaussian of shape (K, *latent_shape)."""
+        """q(z | u_k) for the K pseudo-inputs: a DiagonalGaussian of shape (K, *latent_shape).
+
+        Example:
+            >>> import torch, vaekit as vk
+            >>> encoder = lambda x: vk.DiagonalGaussian(x.flatten(1)[:, :2], torch.zeros(len(x), 2))
+            >>> prior = vk.priors.VampPrior(3).setup((2,), encoder=encoder, data_shape=(1, 2, 2))
+            >>> prior.components().mean.shape
+            torch.Size([3, 2])
+        """
         shape = self._require_ready()
         u = self.pseudo_inputs
         if self.input_range is not None:
