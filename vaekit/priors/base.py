@@ -204,7 +204,7 @@ class Prior(nn.Module):
             >>> vk.priors.StandardNormal((3,)).check_latents(torch.zeros(2, 4))
             Traceback (most recent call last):
             ...
-            ValueError: z must have shape (B, 3) = (batch, *latent_shape) for StandardNormal, got (2, 4)
+            ValueError: z must have shape (B, 3) = (batch, *latent_shape) for ..., got (2, 4)
         """
         shape = self._require_shape()
         z = check_float_tensor(z, name)

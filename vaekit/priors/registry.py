@@ -97,7 +97,7 @@ def build(name: str, **kwargs: Any) -> Prior:
         >>> vk.priors.build("gaussian")
         Traceback (most recent call last):
         ...
-        ValueError: unknown prior 'gaussian': expected one of [...]; did you mean 'gaussian_mixture'?
+        ValueError: unknown prior 'gaussian': ...; did you mean 'gaussian_mixture'?
     """
     return PRIORS.build(name, **kwargs)
 
