@@ -99,7 +99,10 @@ class GaussianMixture(ExPostPrior):
 
     Args:
         components: number of components K.
-        covariance: ``"full"`` (K·D² parameters; the better fit) or ``"diag"``.
+        covariance: ``"full"`` (K·D² parameters, the better fit; an EM iteration costs
+            about N·K·D² multiply-adds, ~0.2 s for 60,000 × 32 latents and K = 10 on one
+            CPU thread, so prefer ``"diag"`` for large spatial latents, D in the hundreds)
+            or ``"diag"``.
         reg: added to the covariances' diagonal (latent units squared).
         tol: stop when the mean log-likelihood per latent changes by less (nats).
         max_iter: at most this many EM iterations (a warning if it did not converge).
