@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/get-fashion-mnist.sh  # real data for the docs pages, notebooks and trainer tests
+bash scripts/get-chromium.sh  # headless Chromium + chromedriver for the explorer's browser test
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 exec .venv/bin/python -m pytest -n 2 --dist loadgroup "$@"
