@@ -80,8 +80,10 @@ class Run:
         latent = "x".join(str(s) for s in self.vae.latent_shape)
         params = sum(p.numel() for p in self.vae.parameters()) / 1e6
         data = f", trained on {self.data}" if self.data else ""
+        prior = getattr(self.vae, "prior", None)  # the model's own p(z), when it has one
+        prior = f", prior {type(prior).__name__}" if prior is not None else ""
         return (
-            f"**{self.name}**: {self.channels}x{h}x{w} images, {kind} latent {latent}, "
+            f"**{self.name}**: {self.channels}x{h}x{w} images, {kind} latent {latent}{prior}, "
             f"{params:.2f} M parameters{data}"
         )
 
