@@ -29,15 +29,15 @@ from .compute import (
     unit_kl,
 )
 from .images import ExploreError, error_map, fit_images, read_folder, read_image, to_display
-from .runs import Explorer, Run, TestImages, load_run
+from .runs import Explorer, ImageSet, Run, load_run
 
 __all__ = [
     "ExploreError",
     "Explorer",
+    "ImageSet",
     "MetricRow",
     "ReconReport",
     "Run",
-    "TestImages",
     "curves_figure",
     "decode_units",
     "edit_code",

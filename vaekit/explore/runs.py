@@ -22,7 +22,7 @@ import torch
 from ..models import VAE
 from .images import ExploreError, fit_images, read_folder
 
-__all__ = ["Explorer", "Run", "TestImages", "load_run"]
+__all__ = ["Explorer", "ImageSet", "Run", "load_run"]
 
 CHECKPOINTS = ("best.safetensors", "last.safetensors")
 TEST_IMAGES = 64  # images offered for picking: enough to browse, quick to load
@@ -203,7 +203,7 @@ def load_run(path: str | os.PathLike) -> Run:
 
 
 @dataclass
-class TestImages:
+class ImageSet:
     """Images to pick from: ``images`` (N, C, H, W) in [0, 1] (None when there are none) and
     ``source``, a line for the page saying where they came from or why there are none."""
 
@@ -238,7 +238,7 @@ class Explorer:
         self.limit = limit
         self._runs: dict[str, Run] = {}
         self._by_path: dict[Path, str] = {}
-        self._tests: dict[str, TestImages] = {}
+        self._tests: dict[str, ImageSet] = {}
         self._kl: dict[str, torch.Tensor | None] = {}
         self._lock = threading.RLock()
 
@@ -270,7 +270,7 @@ class Explorer:
             raise ExploreError(f"no run named {name!r}; loaded: {', '.join(self._runs)}")
         return self._runs[name]
 
-    def test_images(self, name: str) -> TestImages:
+    def test_images(self, name: str) -> ImageSet:
         """Fashion-MNIST test images when the run used it, else the ``images`` folder, else
         the run's own image folder if it still exists (cached per run)."""
         with self._lock:
@@ -278,7 +278,7 @@ class Explorer:
                 self._tests[name] = self._load_test_images(self.get(name))
             return self._tests[name]
 
-    def _load_test_images(self, run: Run) -> TestImages:
+    def _load_test_images(self, run: Run) -> ImageSet:
         h, w = run.image_size
         errors = []
         if run.data == "fashion-mnist":
@@ -291,7 +291,7 @@ class Explorer:
                 pad = h if h == w and h > 28 else None
                 x, _ = load_fashion_mnist("test", root=root, pad_to=pad, limit=self.limit)
                 x = fit_images(x, run.channels, (h, w))
-                return TestImages(x, f"the first {len(x)} Fashion-MNIST test images")
+                return ImageSet(x, f"the first {len(x)} Fashion-MNIST test images")
             except (OSError, ValueError) as err:
                 errors.append(f"Fashion-MNIST: {err}")
         folders = [("--images", self.images_dir)]
@@ -306,9 +306,9 @@ class Explorer:
                 errors.append(str(err))
                 continue
             extra = f" ({'; '.join(notes[:3])})" if notes else ""
-            return TestImages(x, f"the first {len(x)} images of {what} {str(folder)!r}{extra}")
+            return ImageSet(x, f"the first {len(x)} images of {what} {str(folder)!r}{extra}")
         why = "; ".join(errors) if errors else "this model has no test images"
-        return TestImages(
+        return ImageSet(
             None,
             f"no test images ({why}): start the explorer with --images FOLDER, or upload an image",
         )
