@@ -187,8 +187,10 @@ def test_sample_temperature_and_generator(tiny_cfg):
     torch.testing.assert_close(zero, vae.decode(torch.zeros(2, *vae.latent_shape)))
     with pytest.raises(ValueError, match="temperature"):
         vae.sample(2, temperature=-1.0)
-    with pytest.raises(ValueError, match="positive int"):
+    with pytest.raises(ValueError, match=r"n must be >= 1, got 0"):
         vae.sample(0)
+    with pytest.raises(TypeError, match=r"n must be an int, got float"):
+        vae.sample(2.0)
 
 
 @pytest.mark.parametrize("method", ["slerp", "linear"])

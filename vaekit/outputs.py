@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 
 from .distributions import DiagonalGaussian
+
+if TYPE_CHECKING:  # the priors sit above this module (tests/test_import_layers.py)
+    from .priors import Prior
 
 __all__ = ["LossOutput", "VAEOutput"]
 
@@ -22,12 +26,15 @@ class VAEOutput:
             (unless ``sample_posterior_in_eval``).
         recon_logvar: per-pixel (B, C, H, W) or global (1, 1, 1, 1) decoder log-variance when
             the config has ``variance != "none"``, else ``None``.
+        prior: the model's prior p(z) (``vae.prior``), which the loss's KL goes to; ``None``
+            (outputs built by hand, or before priors were swappable) means N(0, I).
     """
 
     recon: torch.Tensor
     posterior: DiagonalGaussian
     z: torch.Tensor
     recon_logvar: torch.Tensor | None = None
+    prior: Prior | None = None
 
 
 @dataclass

@@ -1,9 +1,13 @@
-"""The VAE wrapper (Kingma & Welling 2014): encoder q(z|x), prior N(0, I), decoder p(x|z)."""
+"""The VAE wrapper (Kingma & Welling 2014): encoder q(z|x), prior p(z), decoder p(x|z).
+
+The prior is a part the model owns (``vae.prior``, a :class:`vaekit.priors.Prior`; N(0, I)
+by default): sampling draws from it, the loss's KL and the likelihood metrics reach it through
+the model, and save/load carries its name, config and weights in the same file.
+"""
 
 from __future__ import annotations
 
 import json
-import math
 import os
 from typing import Any
 
@@ -11,10 +15,15 @@ import torch
 from torch import nn
 
 from .._io import read_checkpoint
-from .._validation import check_choice, check_float_tensor
+from .._validation import check_choice, check_float_tensor, check_int, check_number
 from ..config import VAEConfig
-from ..distributions import DiagonalGaussian, _standard_normal
+from ..distributions import DiagonalGaussian
 from ..outputs import VAEOutput
+from ..priors import Prior, StandardNormal
+from ..priors import available as available_priors
+from ..priors import from_config as prior_from_config
+from ..priors import get as get_prior
+from ..priors import to_config as prior_to_config
 from .decoder import Decoder
 from .encoder import Encoder
 
@@ -56,6 +65,12 @@ class VAE(nn.Module):
         encoder, decoder: your own modules instead of ``config``. The encoder must return a
             :class:`~vaekit.DiagonalGaussian` (or a ``(mean, logvar)`` tuple), the decoder an
             image tensor; give ``latent_shape`` if neither module has a ``latent_shape``.
+        prior: p(z), a :class:`vaekit.priors.Prior` (default
+            :class:`~vaekit.priors.StandardNormal`, N(0, I)). The model binds it with
+            ``prior.setup(latent_shape, encoder=self.encode, data_shape=(C, H, W))`` and
+            owns it as ``self.prior``; assigning ``vae.prior = other`` later does the same
+            checks (a non-prior is a ``TypeError``, another latent shape a ``ValueError``)
+            and moves the prior to the model's device and dtype.
         sample_posterior_in_eval: in ``eval()`` mode, decode a posterior sample instead of
             the posterior mean (default ``False``: eval is deterministic).
 
@@ -69,6 +84,10 @@ class VAE(nn.Module):
         (torch.Size([2, 1, 28, 28]), torch.Size([2, 4]), (4,))
         >>> vae.sample(3, temperature=0.8, generator=torch.Generator().manual_seed(0)).shape
         torch.Size([3, 1, 28, 28])
+        >>> vae.prior
+        StandardNormal(latent_shape=[4])
+        >>> vk.VAE(cfg, prior=vk.priors.MixtureOfGaussians(components=16)).prior.means.shape
+        torch.Size([16, 4])
     """
 
     def __init__(
@@ -78,6 +97,7 @@ class VAE(nn.Module):
         encoder: nn.Module | None = None,
         decoder: nn.Module | None = None,
         latent_shape: tuple[int, ...] | None = None,
+        prior: Prior | None = None,
         sample_posterior_in_eval: bool = False,
     ) -> None:
         super().__init__()
@@ -108,6 +128,28 @@ class VAE(nn.Module):
             )
         self._latent_shape = tuple(int(s) for s in shape)
         self.sample_posterior_in_eval = bool(sample_posterior_in_eval)
+        self.prior = StandardNormal() if prior is None else prior  # bound by __setattr__
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # nn.Module.__setattr__ files modules away before any property setter could run, so
+        # the prior is checked and bound here, before it replaces the old one
+        if name == "prior":
+            value = self._bind_prior(value)
+        super().__setattr__(name, value)
+
+    def _bind_prior(self, prior: object) -> Prior:
+        """Check ``prior``, bind it to this model (setup) and move it to the model's device."""
+        if not isinstance(prior, Prior):
+            raise TypeError(
+                "prior must be a vaekit.priors.Prior (e.g. vk.priors.StandardNormal(), "
+                f"vk.priors.MixtureOfGaussians(16)), got {type(prior).__name__}"
+            )
+        data_shape = self.config.data_shape if self.config is not None else None
+        data_shape = data_shape or getattr(self.encoder, "data_shape", None)
+        # setup names both shapes when the prior was built or fitted for another latent shape
+        prior.setup(self.latent_shape, encoder=self.encode, data_shape=data_shape)
+        device, dtype = self._device_dtype()
+        return prior.to(device=device, dtype=dtype)
 
     # -- core -----------------------------------------------------------------------------
     @property
@@ -146,10 +188,13 @@ class VAE(nn.Module):
         else:
             z = posterior.mode()
         recon, logvar = self.decode_with_logvar(z)
-        return VAEOutput(recon=recon, posterior=posterior, z=z, recon_logvar=logvar)
+        return VAEOutput(
+            recon=recon, posterior=posterior, z=z, recon_logvar=logvar, prior=self.prior
+        )
 
     # -- generation -----------------------------------------------------------------------
     def _device_dtype(self) -> tuple[torch.device, torch.dtype]:
+        # the encoder's and decoder's parameters come first (the prior is registered last)
         p = next(self.parameters(), None)
         if p is None:
             return torch.device("cpu"), torch.get_default_dtype()
@@ -158,25 +203,40 @@ class VAE(nn.Module):
     def sample_prior(
         self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        """Latents z ~ N(0, temperature^2 I): (n, *latent_shape)."""
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"n must be a positive int, got {n!r}")
-        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
-            raise TypeError(f"temperature must be a number, got {type(temperature).__name__}")
-        if not (temperature >= 0 and math.isfinite(temperature)):
-            raise ValueError(f"temperature must be a finite number >= 0, got {temperature}")
-        device, dtype = self._device_dtype()
+        """Latents drawn from ``self.prior``: (n, *latent_shape).
+
+        ``temperature`` scales the prior's noise (for the default N(0, I): z ~ N(0, t^2 I));
+        each prior documents what it scales. An ex-post prior that is not fitted yet raises
+        its ``ValueError``.
+
+        Example:
+            >>> import torch, vaekit as vk
+            >>> vae = vk.VAE(vk.VAEConfig(in_channels=1, image_size=8, widths=(4,),
+            ...                           latent_dim=2, attention_at=(), block="conv"))
+            >>> vae.sample_prior(2, temperature=0.0)
+            tensor([[0., 0.],
+                    [0., 0.]])
+            >>> vae.prior = vk.priors.GaussianMixture(components=2)   # ex-post: fit it first
+            >>> vae.sample_prior(2)
+            Traceback (most recent call last):
+            ...
+            vaekit.priors.base.NotFittedError: GaussianMixture is not fitted: call .fit(...) ...
+        """
+        n = check_int(n, "n")
+        check_number(temperature, "temperature", at_least=0)
+        device, _ = self._device_dtype()
         if generator is not None and generator.device != device:
             raise ValueError(
                 f"generator is on {generator.device} but the model is on {device}; create it "
                 f"with torch.Generator(device={str(device)!r})"
             )
-        return _standard_normal((n, *self.latent_shape), device, dtype, generator) * temperature
+        return self.prior.sample(n, temperature=temperature, generator=generator)
 
     def sample(
         self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        """Decode ``n`` prior samples drawn at ``temperature`` (std of the prior draw)."""
+        """Decode ``n`` latents drawn from ``self.prior`` at ``temperature`` (see
+        :meth:`sample_prior`)."""
         return self.decode(self.sample_prior(n, temperature, generator))
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
@@ -198,8 +258,7 @@ class VAE(nn.Module):
             (steps, C, H, W) for single images, (steps, B, C, H, W) for batches.
         """
         check_choice(method, ("slerp", "linear"), "method")
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
-            raise ValueError(f"steps must be an int >= 2, got {steps!r}")
+        steps = check_int(steps, "steps", minimum=2)
         check_float_tensor(x1, "x1")
         check_float_tensor(x2, "x2")
         if x1.shape != x2.shape:
@@ -221,7 +280,12 @@ class VAE(nn.Module):
 
     # -- persistence ----------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> None:
-        """Write config + weights to one safetensors file (no pickled code).
+        """Write config, prior and weights to one safetensors file (no pickled code).
+
+        The prior travels by name: ``vk.priors.to_config(self.prior)`` (registry name and
+        constructor arguments) as JSON under the metadata key ``"prior"``, its weights as the
+        ``prior.*`` entries of the state dict. A prior whose class is not registered cannot be
+        saved by name (``ValueError``: register it with ``@vk.priors.register``).
 
         Example:
             >>> import os, tempfile, torch, vaekit as vk
@@ -241,6 +305,7 @@ class VAE(nn.Module):
                 "save() stores the VAEConfig next to the weights, so it needs a VAE built from "
                 "a config; for custom encoder/decoder modules save state_dict() yourself"
             )
+        prior = json.dumps(prior_to_config(self.prior))  # before writing anything
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
         from .. import __version__
 
@@ -249,6 +314,7 @@ class VAE(nn.Module):
             "vaekit_version": __version__,
             "config": json.dumps(self.config.to_dict()),
             "sample_posterior_in_eval": json.dumps(self.sample_posterior_in_eval),
+            "prior": prior,
         }
         save_file(state, os.fspath(path), metadata=meta)
 
@@ -291,29 +357,85 @@ class VAE(nn.Module):
         map_location: str | torch.device = "cpu",
         expected_config: VAEConfig | None = None,
     ) -> VAE:
-        """Build a VAE from a file written by :meth:`save`.
+        """Build a VAE from a file written by :meth:`save`, its prior included.
+
+        The prior is rebuilt with ``vk.priors.from_config`` from the file's ``"prior"``
+        metadata, bound to the model and given its stored weights; a file written before
+        priors were part of the model (no ``"prior"`` entry) loads with N(0, I).
 
         Raises ``ValueError`` for a truncated/corrupted file, a file that is not a vaekit
-        checkpoint, weights that do not fit the stored config, or (with ``expected_config``) a
-        stored config that differs from the one you expected (the differing fields are named).
+        checkpoint, weights that do not fit the stored config, a prior whose name is not
+        registered (import the code that registers it first), or (with ``expected_config``)
+        a stored config that differs from the one you expected (the differing fields are
+        named).
         """
         config, state, meta = cls._read(path)
         if expected_config is not None:
             _check_same_config(expected_config, config, os.fspath(path))
         vae = cls(
             config,
+            prior=_read_prior(meta, os.fspath(path)),
             sample_posterior_in_eval=json.loads(meta.get("sample_posterior_in_eval", "false")),
         )
         vae._load_checked(state, os.fspath(path))
         return vae.to(map_location)
 
     def load_weights(self, path: str | os.PathLike) -> VAE:
-        """Load weights into this model; the file's config must equal ``self.config``."""
-        config, state, _ = self._read(path)
+        """Load weights into this model; the file's config must equal ``self.config``.
+
+        The prior's weights load in place when the file's prior has the same name and
+        config as ``self.prior``; otherwise ``self.prior`` is replaced by the file's prior
+        (N(0, I) for a file written before priors were saved).
+        """
+        path = os.fspath(path)
+        config, state, meta = self._read(path)
         if self.config is not None:
-            _check_same_config(self.config, config, os.fspath(path))
-        self._load_checked(state, os.fspath(path))
+            _check_same_config(self.config, config, path)
+        stored = _read_prior(meta, path)
+        old = self.prior
+        replace = _prior_spec(old) != prior_to_config(stored)
+        if replace:
+            self.prior = stored
+        try:
+            self._load_checked(state, path)
+        except ValueError:
+            if replace:
+                self.prior = old
+            raise
         return self
+
+
+def _prior_spec(prior: Prior) -> dict[str, Any] | None:
+    """``to_config(prior)``, or ``None`` for a prior whose class is not registered."""
+    try:
+        return prior_to_config(prior)
+    except ValueError:
+        return None
+
+
+def _read_prior(meta: dict[str, str], path: str) -> Prior:
+    """The prior stored in a checkpoint's metadata, built but without its weights."""
+    text = meta.get("prior")
+    if text is None:  # written before the prior was part of the model: it was N(0, I)
+        return StandardNormal()
+    try:
+        spec = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"the prior stored in {path!r} is not valid JSON: {err}") from err
+    name = spec.get("name") if isinstance(spec, dict) else None
+    if isinstance(name, str):
+        try:
+            get_prior(name)
+        except ValueError:
+            raise ValueError(
+                f"{path!r} holds a prior named {name!r}, which is not registered (registered: "
+                f"{available_priors()}): import the code that registers it with "
+                f"@vk.priors.register({name!r}) before loading"
+            ) from None
+    try:
+        return prior_from_config(spec)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"the prior stored in {path!r} is invalid: {err}") from err
 
 
 def _check_same_config(expected: VAEConfig, found: VAEConfig, path: str) -> None:
