@@ -4,7 +4,7 @@
     .venv/bin/python scripts/explorer-screenshots.py RUN_A RUN_B  # or use run folders you have
 
 Without runs it trains fmnist32 twice with examples/train.py for --steps steps (β 0.8, the
-recipe's, and β 0.1), with quick final metrics: about 7 minutes on 2 busy CPU cores. Then it
+recipe's, and β 0.1), with quick final metrics: 10-15 minutes on 2 busy CPU cores. Then it
 starts ``python -m vaekit.explore`` on a free loopback port, opens it in headless Chromium
 (``bash scripts/get-chromium.sh``), moves a latent slider, draws a traversal grid, and saves the
 "Latent sliders" and "Compare runs" tabs as palette PNGs (a few tens of kB each).
