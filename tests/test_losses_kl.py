@@ -320,3 +320,159 @@ def test_kl_and_vaeloss_compile_without_graph_breaks(batch):
     assert res.terms.keys() == ref.terms.keys()
     kl = torch.compile(vk.losses.KL(0.1), backend="eager", fullgraph=True)
     torch.testing.assert_close(kl(out.posterior), vk.losses.KL(0.1)(out.posterior))
+
+
+# -- the KL to the model's prior ------------------------------------------------------------
+def tiny_vae(prior=None, latent: str = "flat") -> vk.VAE:
+    cfg = vk.VAEConfig(
+        in_channels=1, image_size=8, widths=(4,), latent=latent, latent_dim=3,
+        latent_channels=2, attention_at=(), block="conv",
+    )  # fmt: skip
+    return vk.VAE(cfg, prior=prior)
+
+
+@pytest.mark.parametrize("shape", [(4, 6), (4, 2, 3, 3)])
+@pytest.mark.parametrize("group", ["dim", "channel", "element"])
+def test_standard_normal_prior_gives_exactly_the_old_kl(shape, group):
+    q = gaussian(*shape, seed=2)
+    prior = vk.priors.StandardNormal(shape[1:])
+    for lam in (0.0, 0.3):
+        kl = vk.losses.KL(lam, group=group)
+        old, new = kl.forward_terms(q), kl.forward_terms(q, prior=prior, z=q.sample())
+        assert new.keys() == old.keys() == {"kl", "kl_raw"}  # closed form: no kl_mc
+        assert all(torch.equal(new[k], old[k]) for k in old)
+
+
+@pytest.mark.parametrize("recon", ["bce", "gaussian_nll"])
+def test_total_is_the_negative_elbo_per_dimension_with_the_vaes_prior(recon):
+    torch.manual_seed(0)
+    vae = tiny_vae().train()
+    x = torch.rand(3, 1, 8, 8)
+    out = vae(x)
+    assert isinstance(out.prior, vk.priors.StandardNormal)
+    sigma = 0.2
+    loss_fn = vk.losses.VAELoss(recon=recon if recon == "bce" else vk.losses.GaussianNLLLoss(sigma))
+    res = loss_fn(out, x)
+    r, xd = out.recon.detach().double(), x.double()
+    if recon == "bce":
+        log_px = (xd * r.log() + (1 - xd) * (1 - r).log()).flatten(1).sum(1)
+    else:
+        log_px = (-0.5 * (math.log(2 * math.pi * sigma**2) + (xd - r) ** 2 / sigma**2)).sum(
+            (1, 2, 3)
+        )
+    q = out.posterior.detach()
+    m, lv = q.mean.double(), q.logvar.double()
+    kl = 0.5 * (m**2 + lv.exp() - 1 - lv).sum(1)
+    neg_elbo_per_dim = (kl - log_px).mean() / x[0].numel()
+    assert float(res.total.detach()) == pytest.approx(float(neg_elbo_per_dim), rel=1e-5)
+    # out.prior = None (an output built by hand) is N(0, I): the same numbers, bit for bit
+    plain = loss_fn(vk.VAEOutput(out.recon, out.posterior, out.z), x)
+    assert torch.equal(plain.total, res.total) and plain.terms.keys() == res.terms.keys()
+
+
+def one_gaussian_prior(d: int) -> vk.priors.MixtureOfGaussians:
+    """A one-component mixture: a Gaussian prior without the closed-form flag (Monte Carlo)."""
+    prior = vk.priors.MixtureOfGaussians(components=1, latent_shape=(d,))
+    with torch.no_grad():
+        prior.means.copy_(torch.tensor([[0.5, -1.0, 0.2, 1.5]]))
+        prior.log_scales.copy_(torch.tensor([[0.3, -0.2, 0.0, 0.5]]))
+    return prior
+
+
+def test_monte_carlo_kl_matches_the_closed_form_in_expectation():
+    q = gaussian(5, 4, seed=4, scale=0.6)
+    prior = one_gaussian_prior(4)
+    as_gaussian = vk.DiagonalGaussian(
+        prior.means.detach().expand(5, 4), 2 * prior.log_scales.detach().expand(5, 4)
+    )
+    exact = float(vk.losses.KL()(q, prior=as_gaussian))
+    n = 4000  # every image repeated n times: one batch of 20,000 one-sample estimates
+    big = vk.DiagonalGaussian(q.mean.repeat(n, 1), q.logvar.repeat(n, 1))
+    z = big.sample(generator=torch.Generator().manual_seed(0))
+    terms = vk.losses.KL().forward_terms(big, prior=prior, z=z)
+    assert set(terms) == {"kl", "kl_raw", "kl_mc"}
+    assert torch.equal(terms["kl_mc"], terms["kl_raw"]) and torch.equal(
+        terms["kl"], terms["kl_raw"]
+    )
+    per_image = (big.log_prob(z) - prior.log_prob(z)).detach()
+    stderr = float(per_image.std()) / math.sqrt(per_image.numel())
+    assert abs(float(terms["kl"]) - exact) < 4 * stderr
+
+
+@pytest.mark.parametrize("name", ["mog", "vamp"])
+def test_learned_priors_get_gradients_through_the_loss(name):
+    torch.manual_seed(0)
+    prior = vk.priors.MixtureOfGaussians(4) if name == "mog" else vk.priors.VampPrior(4)
+    vae = tiny_vae(prior).train()
+    x = torch.rand(4, 1, 8, 8)
+    res = vk.losses.VAELoss(recon="bce")(vae(x), x)
+    assert {"kl", "kl_raw", "kl_mc"} <= res.terms.keys()
+    res.total.backward()
+    params = dict(vae.prior.named_parameters())
+    assert params and all(p.grad is not None and p.grad.abs().sum() > 0 for p in params.values())
+    assert all(p.grad is not None for p in vae.encoder.parameters())
+
+
+@pytest.mark.parametrize(
+    ("shape", "group", "groups"), [((6, 3), "dim", 3), ((6, 2, 2, 2), "dim", 8),
+                                   ((6, 2, 2, 2), "channel", 2)],
+)  # fmt: skip
+def test_free_bits_with_a_monte_carlo_kl_floor_the_total(shape, group, groups):
+    q = gaussian(*shape, seed=6)
+    q = vk.DiagonalGaussian(q.mean + 2.0, q.logvar)  # well away from the prior: KL > 0
+    mog = vk.priors.MixtureOfGaussians(3, latent_shape=shape[1:])
+    z = q.sample(generator=torch.Generator().manual_seed(0))
+    raw = vk.losses.KL().forward_terms(q, prior=mog, z=z)["kl"]
+    assert float(raw) > 1.0
+    lam = float(raw.detach()) / groups + 0.5  # the floor lam * groups is above the KL
+    terms = vk.losses.KL(lam, group=group).forward_terms(q, prior=mog, z=z)
+    assert float(terms["kl"]) == pytest.approx(lam * groups)
+    assert torch.equal(terms["kl_raw"], raw) and torch.equal(terms["kl_mc"], raw)
+    terms["kl"].backward()  # below the floor: no gradient to push the KL further down
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in mog.parameters())
+    lam = float(raw.detach()) / groups - 0.5  # a floor below the KL leaves the estimate
+    low = vk.losses.KL(lam, group=group).forward_terms(q, prior=mog, z=z)
+    assert torch.equal(low["kl"], raw)
+    low["kl"].backward()
+    assert all(p.grad.abs().sum() > 0 for p in mog.parameters())
+    with pytest.raises(ValueError, match=r"group='element' need a KL per latent element"):
+        vk.losses.KL(0.1, group="element")(q, prior=mog, z=z)
+
+
+def test_priors_that_cannot_be_trained_with_are_refused():
+    vae = tiny_vae()
+    x = torch.rand(2, 1, 8, 8)
+    loss_fn = vk.losses.VAELoss(recon="bce")
+    vae.prior = vk.priors.GaussianMixture(components=2)  # ex-post, not fitted
+    names = r"\['flow', 'gmm', 'mog', 'standard_normal', 'vamp'\]"
+    with pytest.raises(
+        vk.priors.NotFittedError, match=rf"not fitted, so it cannot be used for training.*{names}"
+    ):
+        loss_fn(vae(x), x)
+    vae.prior.fit(torch.randn(10, 3), progress=False)
+    assert "kl_mc" in loss_fn(vae(x), x).terms  # fitted: a fixed prior to train against
+    diffusion = vk.priors.LatentDiffusion(steps=10, sample_steps=2, hidden=8, depth=1)
+    vae.prior = diffusion.fit(torch.randn(16, 3), iterations=1, progress=False)
+    with pytest.raises(
+        ValueError, match=rf"no tractable density.*cannot be used for training.*{names}"
+    ):
+        loss_fn(vae(x), x)
+    q, mog = gaussian(2, 3), vk.priors.MixtureOfGaussians(2, latent_shape=(3,))
+    with pytest.raises(ValueError, match="pass z=, a sample of the posterior"):
+        vk.losses.KL()(q, prior=mog)
+    with pytest.raises(ValueError, match=r"z must be one sample of the posterior, shape \(2, 3\)"):
+        vk.losses.KL()(q, prior=mog, z=torch.zeros(5, 2, 3))
+    with pytest.raises(TypeError, match=r"DiagonalGaussian, a vaekit\.priors\.Prior or None"):
+        vk.losses.KL()(q, prior="mog")
+
+
+def test_vaeloss_with_a_learned_prior_compiles_without_graph_breaks():
+    torch.manual_seed(0)
+    vae = tiny_vae(vk.priors.MixtureOfGaussians(3)).train()
+    x = torch.rand(2, 1, 8, 8)
+    out = vae(x)
+    loss = vk.losses.VAELoss(recon="bce", kl=vk.losses.KL(0.1))
+    compiled = torch.compile(loss, backend="eager", fullgraph=True)
+    res, ref = compiled(out, x), loss(out, x)
+    torch.testing.assert_close(res.total, ref.total)
+    assert res.terms.keys() == ref.terms.keys()

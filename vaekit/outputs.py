@@ -44,7 +44,9 @@ class LossOutput:
     Attributes:
         total: the scalar to call ``.backward()`` on.
         terms: every named term, detached, for logging (reconstruction parts, ``kl`` as
-            optimised, ``kl_raw`` the unfloored KL in nats per sample).
+            optimised, ``kl_raw`` the unfloored KL in nats per sample, and ``kl_mc``, equal
+            to ``kl_raw``, only when the KL is a Monte Carlo estimate because the prior has
+            no closed form).
         beta: the KL weight used at this step.
     """
 

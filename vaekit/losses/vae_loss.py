@@ -11,6 +11,10 @@ exactly the negative ELBO per data dimension (Kingma & Welling 2014), whatever t
 size, so β keeps its meaning across datasets. With ``kl_scale="auto"`` (default) the KL
 follows the reconstruction's reduction: ``"batchmean"`` (nats per sample) → KL as is,
 ``"sum"`` (summed over the batch) → KL · B; a mismatch would silently rescale β by D_x.
+
+The KL goes to the model's prior, ``out.prior`` (``vae.prior``; N(0, I) when ``None``): in
+closed form where the prior has one, else the Monte Carlo estimate ``log q(z|x) - log p(z)``
+on ``out.z``, which then also appears as ``terms["kl_mc"]`` (see :class:`~vaekit.losses.KL`).
 """
 
 from __future__ import annotations
@@ -49,10 +53,17 @@ class VAELoss(nn.Module):
             reconstruction loss cannot use is a ``ValueError`` (the variance head would get
             no gradient); set True to drop it instead.
 
+    The KL is to ``out.prior`` (the model's prior, N(0, I) if ``None``): closed form where
+    the prior has one (``StandardNormal``: exactly as before priors were swappable), else a
+    single-sample Monte Carlo estimate on ``out.z`` (mixtures, VampPrior, a fitted GMM or
+    flow; the priors' parameters get gradients through it). A prior without a density or an
+    unfitted ex-post prior is a ``ValueError`` naming the priors you can train with.
+
     Returns:
         :class:`~vaekit.LossOutput`: ``total`` (differentiable), ``terms`` (detached: each
         reconstruction part by name, ``recon``, ``kl`` after free bits and ``kl_raw``, both in
-        nats per sample) and ``beta``.
+        nats per sample, and ``kl_mc`` (= ``kl_raw``) only when the KL is a Monte Carlo
+        estimate) and ``beta``.
 
     Example:
         >>> import torch, vaekit as vk
@@ -64,6 +75,9 @@ class VAELoss(nn.Module):
         tensor(0.1250)
         >>> sorted(res.terms), res.beta
         (['kl', 'kl_raw', 'l1', 'recon'], 0.5)
+        >>> out.prior = vk.priors.MixtureOfGaussians(components=4, latent_shape=(8,))
+        >>> sorted(vk.losses.VAELoss(recon="l1")(out, x).terms)   # a Monte Carlo KL
+        ['kl', 'kl_mc', 'kl_raw', 'l1', 'recon']
     """
 
     def __init__(
@@ -149,7 +163,7 @@ class VAELoss(nn.Module):
         beta = self.beta_at(step)
         parts = loss_terms(self.recon, out.recon, x, logvar)
         recon = _combine(self.recon, parts)
-        kl_terms = self.kl.forward_terms(out.posterior)
+        kl_terms = self.kl.forward_terms(out.posterior, prior=out.prior, z=out.z)
         total = recon + (beta * self.kl_scale_for(x)) * kl_terms["kl"]
         terms = {
             name: value.detach() for name, value in parts.items() if name not in RESERVED_TERMS

@@ -193,6 +193,44 @@ class Prior(nn.Module):
             )
         return shape
 
+    def require_density(self, purpose: str = "training") -> None:
+        """Raise a ``ValueError`` naming the usable priors unless :meth:`log_prob` works now.
+
+        The check the KL term of a loss and the likelihood metrics make before using the
+        prior: a prior without a density (diffusion) raises ``PriorCapabilityError``, an
+        ex-post prior that is not fitted ``NotFittedError`` (both ``ValueError``).
+
+        Args:
+            purpose: what the density is needed for, in the message (e.g. ``"training"``).
+
+        Example:
+            >>> import vaekit as vk
+            >>> vk.priors.GaussianMixture(2, latent_shape=(3,)).require_density("training")
+            Traceback (most recent call last):
+            ...
+            vaekit.priors.base.NotFittedError: GaussianMixture is not fitted, so it cannot be ...
+        """
+        if self.has_log_prob and self.is_fitted:
+            return  # the usual case: nothing to build (and nothing for torch.compile to trace)
+        from .registry import density_names
+
+        usable = (
+            f"Priors with a density, usable for {purpose}: {density_names()} (the ex-post "
+            "ones once fitted)"
+        )
+        if not self.has_log_prob:
+            raise PriorCapabilityError(
+                f"{type(self).__name__} has no tractable density (log_prob), so it cannot be "
+                f"used for {purpose}; use it to sample only. {usable}"
+            )
+        if not self.needs_fit:
+            self._require_ready()  # its own message (a VampPrior without its encoder)
+        raise NotFittedError(
+            f"{type(self).__name__} is not fitted, so it cannot be used for {purpose}: "
+            "fit it first on a trained VAE's latents "
+            f"(prior.fit(vk.priors.encode_dataset(vae, data))). {usable}"
+        )
+
     def check_latents(self, z: object, name: str = "z") -> torch.Tensor:
         """Require a float tensor ``(B, *latent_shape)``; return it.
 
