@@ -173,6 +173,13 @@ class Trainer:
                 f"{len(dataset.test)}: raise --val-fraction (or --eval-limit), or pass "
                 "--no-final-metrics"
             )
+        spec = args.fit_prior_spec
+        need = getattr(spec.build(), "components", 2) if spec is not None else 0
+        if len(dataset.train) < need:
+            raise ValueError(
+                f"--fit-prior {spec.text} fits on the {len(dataset.train)} training images' "
+                f"latents and needs at least {need}: add images or use fewer components"
+            )
         self.dataset = dataset
         self.loader, self.sampler = data.train_loader(
             dataset, args, rt.rank, rt.world_size, pin=rt.device.type == "cuda"
@@ -208,14 +215,30 @@ class Trainer:
     def _build_model_and_optimiser(self) -> None:
         args, rt = self.args, self.rt
         torch.manual_seed(args.seed)  # the same initial weights on every rank
-        vae = vk.VAE(self.cfg).to(rt.device)
+        prior = None if args.prior_spec is None else args.prior_spec.build()
+        vae = vk.VAE(self.cfg, prior=prior).to(rt.device)
+        if isinstance(vae.prior, vk.priors.VampPrior) and not args.resume:
+            # pseudo-inputs start as training images (seeded), not noise: the mixture starts
+            # where the data are
+            images = data.first_images(self.dataset.train, 4 * vae.prior.num_pseudo_inputs)
+            vae.prior.init_pseudo_inputs(
+                images.to(rt.device), generator=torch.Generator().manual_seed(args.seed)
+            )
         if args.channels_last:
             vae = vae.to(memory_format=torch.channels_last)
         self.vae = vae
+        self.training_prior = vk.priors.to_config(vae.prior)  # what the model is trained with
         self.aug = runtime.seed_everything(args.seed, rt.rank)  # noise differs per rank
 
-        groups = [{"params": list(vae.parameters()), "weight_decay": args.weight_decay}]
-        if list(self.loss_fn.parameters()):  # e.g. a learned sigma: no weight decay
+        # a learned prior's parameters (mixture means, pseudo-inputs) and loss parameters (a
+        # learned sigma) get no weight decay: it would pull them towards 0, not regularise
+        prior_params = list(vae.prior.parameters())
+        own = {id(p) for p in prior_params}
+        groups = [{"params": [p for p in vae.parameters() if id(p) not in own],
+                   "weight_decay": args.weight_decay}]  # fmt: skip
+        if prior_params:
+            groups.append({"params": prior_params, "weight_decay": 0.0})
+        if list(self.loss_fn.parameters()):
             groups.append({"params": list(self.loss_fn.parameters()), "weight_decay": 0.0})
         self.opt = opt = torch.optim.AdamW(groups, lr=args.lr, fused=rt.device.type == "cuda")
         # the cosine length: --epochs if given, else --max-steps (then stopping early with a
@@ -525,8 +548,7 @@ class Trainer:
         args, rt, state, step, run_dir = self.args, self.rt, self.state, self.step, self.run_dir
         rt.log(f"stopped after {step} steps ({self.epochs_done():.2f} epochs, "
                f"{state['train_seconds']:.0f} s): {stop}")  # fmt: skip
-        if (run_dir / "best.safetensors").is_file():
-            self.vae.load_weights(run_dir / "best.safetensors")
+        self._load_best()
         self.vae.eval()
         self.pictures("", run_dir)
         run_info = {
@@ -536,25 +558,102 @@ class Trainer:
             "best_step": state["best_step"], "best_val_total": state["best_val"],
             "checkpoint": "best.safetensors",
         }  # fmt: skip
+        self.fitted = self.fit_prior() if args.fit_prior_spec is not None else None
         if args.final_metrics:
             metrics = self._final_metrics(run_info)
             self._write_summary(metrics, stop)
         report = "summary.md, " if args.final_metrics else ""
-        rt.log(f"done: {run_dir}/ ({report}samples.png, reconstructions.png, best.safetensors)")
+        fitted = f"samples-{self.fitted['name']}.png, " if self.fitted else ""
+        rt.log(f"done: {run_dir}/ ({report}samples.png, {fitted}reconstructions.png, "
+               "best.safetensors)")  # fmt: skip
+
+    def _load_best(self) -> None:
+        """The best weights, with the prior the model was trained with. A resumed run whose
+        best.safetensors already holds a fitted prior (from its first finish) takes the
+        training prior back: N(0, I), or the learned one kept in best-<prior>.safetensors."""
+        best = self.run_dir / "best.safetensors"
+        if not best.is_file():
+            return
+        self.vae.load_weights(best)
+        if vk.priors.to_config(self.vae.prior) == self.training_prior:
+            return
+        kept = self.run_dir / f"best-{self.training_prior['name']}.safetensors"
+        if kept.is_file():
+            self.vae.load_weights(kept)
+        else:
+            self.vae.prior = vk.priors.from_config(self.training_prior)
+
+    def fit_prior(self) -> dict:
+        """``--fit-prior``: fit an ex-post prior on the posterior means of the training images
+        (Ghosh et al. 2020), save the model with it as best.safetensors and draw
+        samples-<prior>.png. Returns what metrics.json records about the fit.
+
+        The model keeps its training prior in memory (the final metrics use both). A learned
+        training prior (``--prior``) is kept on disk too, in best-<prior>.safetensors; the
+        N(0, I) model needs no file: ``vae.prior = vk.priors.StandardNormal()``.
+        """
+        args, rt, spec, vae = self.args, self.rt, self.args.fit_prior_spec, self.vae
+        loader = data.eval_loader(self.dataset.train, args)
+        t = time.perf_counter()
+        latents = vk.priors.encode_dataset(vae, loader, use="mean", progress=self.show)
+        encode_seconds = time.perf_counter() - t
+        rt.log(f"fitting --fit-prior {spec.text} on {len(latents)} posterior means of shape "
+               f"{tuple(latents.shape[1:])} ({encode_seconds:.1f} s to encode)")  # fmt: skip
+        prior = spec.build().to(rt.device)
+        t = time.perf_counter()
+        with usage_errors():  # e.g. a singular covariance: says what to change
+            prior.fit(
+                latents, generator=torch.Generator(device=rt.device).manual_seed(args.seed),
+                progress=self.show, **spec.fit_kwargs,
+            )  # fmt: skip
+        fit_seconds = time.perf_counter() - t
+        trained = vae.prior
+        if list(trained.parameters()):  # a learned prior: its own file
+            checkpoint.save_model(vae, self.run_dir / f"best-{self.training_prior['name']}"
+                                  ".safetensors")  # fmt: skip
+        with evaluate.using_prior(vae, prior), self._fork_rng():
+            checkpoint.save_model(vae, self.run_dir / "best.safetensors")
+            evaluate.save_samples(vae, self.run_dir / f"samples-{spec.name}.png", seed=args.seed)
+        self.fitted_prior = prior
+        info = {
+            "spec": spec.text, "name": spec.name, "config": vk.priors.to_config(prior)["config"],
+            "fit_options": spec.fit_kwargs, "latents": len(latents),
+            "latent_shape": list(latents.shape[1:]), "use": "mean",
+            "encode_seconds": round(encode_seconds, 2), "fit_seconds": round(fit_seconds, 2),
+        }  # fmt: skip
+        if isinstance(prior, vk.priors.GaussianMixture):
+            info.update(em_iterations=prior.n_iter, converged=prior.converged,
+                        loglik_per_latent=prior.history[-1])  # fmt: skip
+        elif getattr(prior, "history", None):
+            info["final_loss"] = prior.history[-1]
+        rt.log(f"fitted {spec.text} in {fit_seconds:.1f} s; best.safetensors samples from it "
+               f"(samples-{spec.name}.png)")  # fmt: skip
+        return info
 
     def _final_metrics(self, run_info: dict) -> dict:
         """metrics.json: the run, reconstruction quality, likelihood bounds, latent health and
         (Fashion-MNIST) Fréchet distances."""
         args, rt, dataset = self.args, self.rt, self.dataset
         metrics: dict = {"run": run_info}
+        # samples of the training prior and, with --fit-prior, of the fitted one
+        priors = {evaluate.prior_name(self.vae.prior): self.vae.prior}
+        metrics["prior"] = {"trained": self.training_prior}
+        if self.fitted is not None:
+            priors[self.fitted["name"]] = self.fitted_prior
+            metrics["prior"]["fitted"] = self.fitted
         t_metrics = time.perf_counter()
         with self._fork_rng():
             metrics.update(evaluate.final_metrics(
                 self.vae, dataset, args, rt, val_loss_fn=self.val_loss_fn, loss_fn=self.loss_fn,
                 likelihood=self.likelihood,
             ))  # fmt: skip
+            metrics["samples"] = evaluate.sample_stats(
+                self.vae, data.first_images(dataset.test, 500), priors, seed=args.seed + 1
+            )
             if dataset.name == "fashion-mnist" and args.fid_samples:
-                metrics["fid"] = evaluate.fashion_fid(self.vae, dataset, args, rt.device, rt.log)
+                metrics["fid"] = evaluate.fashion_fid(
+                    self.vae, dataset, args, rt.device, rt.log, priors
+                )
         run_info["metrics_seconds"] = round(time.perf_counter() - t_metrics, 1)
         (self.run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         return metrics
@@ -578,18 +677,40 @@ class Trainer:
             f"{run_info['images_seen']} images) in {run_info['train_seconds']:g} s x "
             f"{rt.world_size} process(es); stopped: {stop}",
             "best": f"step {state['best_step']}, validation total {state['best_val']:.5g}",
+            "prior": self._prior_fact(),
         }
         evaluate.write_summary(
             self.run_dir / "summary.md", title=f"Run {self.run_dir.name}", facts=facts,
             metrics=metrics, notes=self.notes,
-            pictures=["samples.png", "reconstructions.png", "interpolations.png", "loss.png"],
+            pictures=["samples.png"]
+            + ([f"samples-{self.fitted['name']}.png"] if self.fitted else [])
+            + ["reconstructions.png", "interpolations.png", "loss.png"],
         )  # fmt: skip
         brief = {
             k: metrics.get(k) for k in ("psnr", "ssim", "neg_elbo_nats_per_dim") if k in metrics
         }
         if "fid" in metrics:
             brief |= {k: metrics["fid"][k] for k in ("fd_samples", "fd_floor_train_vs_test")}
+            if self.fitted:
+                name = self.fitted["name"]
+                brief[f"fd_samples_{name}"] = metrics["fid"]["fd_samples_by_prior"][name]
         rt.log("metrics: " + ", ".join(f"{k} {v:.4g}" for k, v in brief.items() if v is not None))
+
+    def _prior_fact(self) -> str:
+        """summary.md's prior line: what the model was trained with, and what was fitted."""
+        trained = self.training_prior
+        text = (
+            "N(0, I)" if trained["name"] == "standard_normal"
+            else f"`{self.args.prior}` ({trained['name']}), learned with the VAE"
+        )  # fmt: skip
+        if self.fitted:
+            f = self.fitted
+            text += (
+                f"; fitted after training: `{f['spec']}` on {f['latents']:,} posterior means "
+                f"in {f['fit_seconds']:.1f} s (encoding {f['encode_seconds']:.1f} s), saved "
+                f"in best.safetensors (samples-{f['name']}.png)"
+            )
+        return text
 
 
 if __name__ == "__main__":

@@ -564,3 +564,202 @@ def test_ddp_two_cpu_processes(tmp_path, fmnist):
     val_rows = [r for r in read_history(run) if r["split"] == "val"]
     assert [int(r["step"]) for r in val_rows] == [2, 4]
     assert all(math.isfinite(float(r["total"])) for r in val_rows)
+
+
+# -- priors: --prior (learned with the VAE) and --fit-prior (fitted after training) ----------------
+@pytest.mark.parametrize(
+    ("text", "option", "name", "kwargs", "fit_kwargs"),
+    [
+        ("mog:16", "--prior", "mog", {"components": 16}, {}),
+        ("vamp:64", "--prior", "vamp", {"pseudo_inputs": 64}, {}),
+        ("VampPrior:8", "--prior", "vamp", {"pseudo_inputs": 8}, {}),  # an alias, any case
+        ("gmm:10", "--fit-prior", "gmm", {"components": 10}, {}),
+        ("gmm:10:diag", "--fit-prior", "gmm", {"components": 10, "covariance": "diag"}, {}),
+        ("gmm:3:reg=0.001:max_iter=50", "--fit-prior", "gmm",
+         {"components": 3, "reg": 0.001, "max_iter": 50}, {}),
+        ("flow", "--fit-prior", "flow", {}, {}),
+        ("flow:layers=4:iterations=50:lr=0.002", "--fit-prior", "flow", {"layers": 4},
+         {"iterations": 50, "lr": 0.002}),
+        ("diffusion:sample_steps=20:iterations=100:ema=none", "--fit-prior", "diffusion",
+         {"sample_steps": 20}, {"iterations": 100, "ema": None}),
+    ],
+)  # fmt: skip
+def test_prior_specs_parse(text, option, name, kwargs, fit_kwargs):
+    spec = specs.parse_prior(text, option)
+    assert (spec.name, spec.kwargs, spec.fit_kwargs) == (name, kwargs, fit_kwargs)
+    prior = spec.build()
+    assert vk.priors.name_of(prior) == name and prior.latent_shape is None  # bound later
+    for key, value in kwargs.items():
+        assert prior.config()[key] == value
+
+
+@pytest.mark.parametrize(
+    ("text", "option", "error", "message"),
+    [
+        ("gmn:10", "--fit-prior", ValueError,
+         r"--fit-prior 'gmn:10': unknown prior 'gmn'; --fit-prior takes a prior fitted after "
+         r"training, one of \['diffusion', 'flow', 'gmm'\]; did you mean 'gmm'\?"),
+        ("mgo:16", "--prior", ValueError, r"one of \['mog', 'standard_normal', 'vamp'\]; did you "
+         r"mean 'mog'\?"),
+        ("gmm:10", "--prior", ValueError,
+         r"'gmm' is fitted after training, so it goes to --fit-prior \(e.g. --fit-prior gmm:10\)"),
+        ("vamp:64", "--fit-prior", ValueError, r"'vamp' is learned with the VAE, so it goes to "
+         r"--prior"),
+        ("gmm:10:diag:3", "--fit-prior", ValueError,
+         r"too many values; expected gmm\[:COMPONENTS\[:COVARIANCE\]\]\[:KEY=VALUE...\]"),
+        ("gmm:0", "--fit-prior", ValueError, r"'gmm:0': components must be >= 1, got 0"),
+        ("gmm:2.5", "--fit-prior", TypeError, r"components must be an int, got float \(2\.5\)"),
+        ("gmm:10:dag", "--fit-prior", ValueError, r"covariance must be one of \['full', 'diag'\]"),
+        ("flow:iteratons=5", "--fit-prior", ValueError,
+         r"unknown option 'iteratons'; did you mean 'iterations'\? \(valid: batch_size, hidden, "
+         r"iterations, layers, lr\)"),
+        ("flow:iterations=0", "--fit-prior", ValueError, r"iterations must be >= 1, got 0"),
+        ("flow:lr=-1", "--fit-prior", ValueError, r"lr must be > 0, got -1"),
+        ("diffusion:ema=1", "--fit-prior", ValueError, r"ema must be >= 0 and < 1, got 1"),
+        ("mog:4:iterations=5", "--prior", ValueError, r"unknown option 'iterations'"),
+        ("flow:=3", "--fit-prior", ValueError, r"expected KEY=VALUE, got '=3'"),
+        ("gmm:components=2:components=3", "--fit-prior", ValueError, r"given twice"),
+        ("", "--prior", TypeError, r"--prior must be a non-empty string such as mog:16"),
+    ],
+)  # fmt: skip
+def test_bad_prior_specs_say_what_is_expected(text, option, error, message):
+    with pytest.raises(error, match=message):
+        specs.parse_prior(text, option)
+
+
+def test_prior_options_are_checked_before_any_data(tmp_path):
+    argv = ["--preset", "fmnist32", "--data", str(tmp_path / "nowhere")]
+    with pytest.raises(ValueError, match=r"--fit-prior 'gmn:10'.*did you mean 'gmm'"):
+        options.parse([*argv, "--fit-prior", "gmn:10"])
+    args = options.parse([*argv, "--prior", "mog:4", "--fit-prior", "gmm:2:diag"])
+    assert args.prior_spec.name == "mog" and args.fit_prior_spec.kwargs["covariance"] == "diag"
+    assert options.to_json(args)["fit_prior"] == "gmm:2:diag"  # a resumed run reads it back
+
+
+def _pixels(path):
+    import numpy as np
+    from PIL import Image
+
+    return np.asarray(Image.open(path).convert("L"), dtype=np.int16)
+
+
+def _same_picture(a, b) -> bool:
+    """Equal up to one 8-bit level (a channels_last model may round a pixel the other way)."""
+    pa, pb = _pixels(a), _pixels(b)
+    return pa.shape == pb.shape and int(abs(pa - pb).max()) <= 1
+
+
+def _sample_rows(vae, path=None) -> torch.Tensor:
+    """What samples*.png show: 8 seeded draws of vae.prior at each temperature (seed 0)."""
+    with torch.no_grad():
+        rows = torch.cat([vae.sample(8, temperature=t, generator=torch.Generator().manual_seed(0))
+                          for t in (0.5, 0.8, 1.0)])  # fmt: skip
+    if path is not None:
+        vk.viz.save_image(vk.viz.make_grid(rows, nrow=8, upscale="auto"), path)
+    return rows
+
+
+def test_fit_prior_saves_it_into_best_and_reports_both_priors(tmp_path, fmnist):
+    run = train.main(run_args(tmp_path, "--max-steps", "3", "--fit-prior", "gmm:2", root=fmnist))
+    for name in ("samples.png", "samples-gmm.png", "best.safetensors", "metrics.json"):
+        assert (run / name).stat().st_size > 0, name
+    assert not list(run.glob("best-*.safetensors"))  # N(0, I) needs no file of its own
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["prior"]["trained"] == {"name": "standard_normal",
+                                           "config": {"latent_shape": [32]}}  # fmt: skip
+    fitted = metrics["prior"]["fitted"]
+    assert (fitted["spec"], fitted["name"], fitted["use"]) == ("gmm:2", "gmm", "mean")
+    assert fitted["latents"] == 86 and fitted["latent_shape"] == [32]  # the training images
+    assert fitted["config"]["components"] == 2 and fitted["em_iterations"] >= 1
+    assert fitted["fit_seconds"] >= 0 and fitted["encode_seconds"] >= 0
+    fid = metrics["fid"]
+    assert list(fid["fd_samples_by_prior"]) == ["standard_normal", "gmm"]
+    assert fid["fd_samples"] == fid["fd_samples_by_prior"]["standard_normal"]
+    assert all(math.isfinite(v) and v >= 0 for v in fid["fd_samples_by_prior"].values())
+    assert set(metrics["samples"]) == {"images", "real", "standard_normal", "gmm"}
+    assert 0 <= metrics["samples"]["gmm"]["contrast"] <= 1
+    summary = (run / "summary.md").read_text()
+    assert re.search(r"\| prior \| N\(0, I\); fitted after training: `gmm:2` on 86 posterior "
+                     r"means in [\d.]+ s", summary)  # fmt: skip
+    assert "FD gmm samples vs test" in summary and "![samples-gmm](samples-gmm.png)" in summary
+
+    # best.safetensors carries the fitted mixture and draws the picture the run drew
+    vae = vk.VAE.load(run / "best.safetensors").eval()
+    assert isinstance(vae.prior, vk.priors.GaussianMixture) and vae.prior.is_fitted
+    assert vae.prior.components == 2 and vae.prior.latent_shape == (32,)
+    again = tmp_path / "again.png"
+    fitted_rows = _sample_rows(vae, again)
+    assert _same_picture(again, run / "samples-gmm.png")
+    # ... and the N(0, I) model is one line away: the same decoder, the default prior
+    vae.prior = vk.priors.StandardNormal()
+    assert not torch.allclose(_sample_rows(vae, again), fitted_rows)
+    assert _same_picture(again, run / "samples.png")
+    # the best checkpoint's weights are the trained ones (last = best here: 3 steps, one eval)
+    last = vk.VAE.load(run / "last.safetensors")
+    assert isinstance(last.prior, vk.priors.StandardNormal)
+    best = vae.state_dict()
+    assert all(torch.equal(v, best[k]) for k, v in last.state_dict().items())
+
+
+@pytest.mark.parametrize(
+    "spec",
+    ["flow:layers=2:hidden=8:iterations=3",
+     "diffusion:steps=10:sample_steps=2:hidden=8:depth=1:iterations=3"],
+)  # fmt: skip
+def test_fit_prior_flow_and_diffusion(tmp_path, fmnist, spec):
+    run = train.main(run_args(tmp_path, "--max-steps", "2", "--fit-prior", spec,
+                              "--no-final-metrics", root=fmnist))  # fmt: skip
+    name = spec.split(":")[0]
+    vae = vk.VAE.load(run / "best.safetensors").eval()
+    assert vk.priors.name_of(vae.prior) == name and vae.prior.is_fitted
+    again = tmp_path / "again.png"
+    _sample_rows(vae, again)
+    assert _same_picture(again, run / f"samples-{name}.png")
+
+
+def test_learned_prior_trains_resumes_exactly_and_survives_a_fit(tmp_path, fmnist):
+    """--prior mog: the mixture learns with the model (MC KL), resumes bit for bit, and a
+    --fit-prior afterwards keeps it in best-mog.safetensors."""
+    common = ["--prior", "mog:3", "--eval-every", "2", "--no-final-metrics", "--image-every", "0"]
+    straight = train.main(run_args(tmp_path / "a", *common, "--max-steps", "4", root=fmnist))
+    half = train.main(run_args(tmp_path / "b", *common, "--max-steps", "2", root=fmnist))
+    resumed = train.main(["--resume", str(half), "--max-steps", "4"])
+    a = vk.VAE.load(straight / "last.safetensors")
+    b = vk.VAE.load(resumed / "last.safetensors")
+    assert isinstance(a.prior, vk.priors.MixtureOfGaussians) and a.prior.components == 3
+    assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
+    torch.manual_seed(0)  # the trainer's seed: the same initial means
+    fresh = vk.VAE(vk.presets.config("fmnist32"), prior=vk.priors.MixtureOfGaussians(3))
+    assert not torch.equal(a.prior.means, fresh.prior.means)  # the prior learned
+    rows = read_history(straight)
+    assert all(math.isfinite(float(r["kl_raw"])) for r in rows)
+
+    run = train.main(run_args(tmp_path / "c", *common, "--max-steps", "2", "--fit-prior",
+                              "gmm:2:diag", root=fmnist))  # fmt: skip
+    kept = vk.VAE.load(run / "best-mog.safetensors")
+    fitted = vk.VAE.load(run / "best.safetensors")
+    assert isinstance(kept.prior, vk.priors.MixtureOfGaussians)
+    assert isinstance(fitted.prior, vk.priors.GaussianMixture)
+    assert fitted.prior.covariance == "diag"
+    # a resumed run that finishes again fits again, from the learned prior's model
+    again = train.main(["--resume", str(run), "--max-steps", "3"])
+    assert again == run
+    assert isinstance(vk.VAE.load(run / "best.safetensors").prior, vk.priors.GaussianMixture)
+    assert isinstance(vk.VAE.load(run / "best-mog.safetensors").prior, vk.priors.MixtureOfGaussians)
+
+
+def test_vamp_prior_starts_from_training_images(tmp_path, fmnist):
+    run = train.main(run_args(tmp_path, "--prior", "vamp:4", "--max-steps", "2",
+                              "--no-final-metrics", root=fmnist))  # fmt: skip
+    vae = vk.VAE.load(run / "last.safetensors")
+    assert isinstance(vae.prior, vk.priors.VampPrior)
+    u = vae.prior.pseudo_inputs.detach()
+    assert u.shape == (4, 1, 32, 32) and bool((u[:, :, :2] < 0.05).all())  # the padding border
+    summary_config = json.loads((run / "config.json").read_text())
+    assert summary_config["args"]["prior"] == "vamp:4"
+
+
+def test_fit_prior_needs_enough_training_images(tmp_path, fmnist):
+    with pytest.raises(train.UsageError, match=r"--fit-prior gmm:200 fits on the 86 training "
+                       r"images' latents and needs at least 200"):  # fmt: skip
+        train.main(run_args(tmp_path, "--max-steps", "1", "--fit-prior", "gmm:200", root=fmnist))

@@ -8,6 +8,7 @@ loss at β = 1 it is the negative ELBO per dimension.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -40,7 +41,7 @@ def validation_terms(vae, loss_fn, loader, rt, *, channels_last: bool, seed: int
             q = vae.encode(x)
             z = q.sample(generator=gen)
             recon, logvar = vae.decode_with_logvar(z)
-            res = loss_fn(vk.VAEOutput(recon, q, z, logvar), x, step=0)
+            res = loss_fn(vk.VAEOutput(recon, q, z, logvar, prior=vae.prior), x, step=0)
             for key, value in {"total": res.total, **res.terms}.items():
                 sums[key] = sums.get(key, 0.0) + value.detach().double() * len(x)
             count += len(x)
@@ -68,13 +69,49 @@ def save_pictures(vae, images: torch.Tensor, folder: Path, prefix: str, *, seed:
     vk.viz.reconstruction_grid(
         x, recon, nrow=8, upscale="auto", path=folder / f"{prefix}reconstructions.png"
     )
-    gen = torch.Generator(device=device).manual_seed(seed)
-    vk.viz.sample_grid(vae, 8, (0.5, 0.8, 1.0), generator=gen, upscale="auto",
-                       path=folder / f"{prefix}samples.png")  # fmt: skip
+    save_samples(vae, folder / f"{prefix}samples.png", seed=seed)
     half = min(4, len(x) // 2)
     if half:
         vk.viz.interpolation_grid(vae, x[:half], x[half : 2 * half], steps=8, upscale="auto",
                                   path=folder / f"{prefix}interpolations.png")  # fmt: skip
+
+
+SAMPLE_TEMPERATURES = (0.5, 0.8, 1.0)
+
+
+def sample_rows(vae, n: int = 8, temperatures=SAMPLE_TEMPERATURES, *, seed: int) -> torch.Tensor:
+    """``vae.sample(n, temperature=t, generator=Generator().manual_seed(seed))`` for each
+    temperature: one row each, the same draw in every column (for N(0, I): ``t * eps``, the
+    picture ``vk.viz.sample_grid`` draws). Shape: (len(temperatures) * n, C, H, W)."""
+    device = next(vae.parameters()).device
+    rows = []
+    with evaluating(vae):
+        for t in temperatures:
+            gen = torch.Generator(device=device).manual_seed(seed)
+            rows.append(vae.sample(n, temperature=t, generator=gen).float().cpu())
+    return torch.cat(rows)
+
+
+def save_samples(vae, path: Path, *, seed: int) -> None:
+    """samples.png: :func:`sample_rows` of ``vae.prior`` at temperatures 0.5, 0.8 and 1.0, so
+    ``vk.VAE.load(best)`` with the same seed draws the same picture."""
+    vk.viz.save_image(vk.viz.make_grid(sample_rows(vae, seed=seed), nrow=8, upscale="auto"), path)
+
+
+@contextlib.contextmanager
+def using_prior(vae, prior):
+    """``vae.prior = prior`` inside the block, the model's own prior back after it."""
+    old = vae.prior
+    vae.prior = prior
+    try:
+        yield vae
+    finally:
+        vae.prior = old
+
+
+def prior_name(prior) -> str:
+    """The registry name of a prior (its class name if it is not registered)."""
+    return vk.priors.name_of(prior) or type(prior).__name__
 
 
 def plot_losses(history, path: Path, data_dims: int) -> None:
@@ -224,19 +261,46 @@ def fashion_classifier(images: torch.Tensor, labels: torch.Tensor, args, device,
     return clf, path
 
 
-def fashion_fid(vae, data: Data, args, device, log) -> dict:
-    """FD(test, prior samples), FD(test, reconstructions) and the floor FD(train, test)."""
+def draw_samples(vae, n: int, *, seed: int) -> torch.Tensor:
+    """``n`` samples of ``vae.prior`` (temperature 1, seeded), float on the CPU."""
+    device = next(vae.parameters()).device
+    gen = torch.Generator(device=device).manual_seed(seed)
+    with evaluating(vae):
+        return torch.cat(
+            [vae.sample(len(c), generator=gen).float().cpu() for c in torch.arange(n).split(500)]
+        )
+
+
+def sample_stats(vae, images: torch.Tensor, priors: dict, *, seed: int, n: int = 500) -> dict:
+    """``vk.metrics.image_stats`` means of the real ``images`` and of ``n`` samples of every
+    prior in ``priors`` (name -> prior, drawn with ``vae``'s decoder): faint or washed-out
+    samples show as a lower contrast than the real images'."""
+    n = min(n, len(images))
+    out = {"images": n, "real": vk.metrics.image_stats(images[:n].float()).mean()}
+    for name, prior in priors.items():
+        with using_prior(vae, prior):
+            out[name] = vk.metrics.image_stats(draw_samples(vae, n, seed=seed)).mean()
+    return out
+
+
+def fashion_fid(vae, data: Data, args, device, log, priors: dict | None = None) -> dict:
+    """FD(test, prior samples), FD(test, reconstructions) and the floor FD(train, test).
+
+    ``priors`` (name -> prior; default: the model's own) adds ``fd_samples_by_prior``: the
+    sample FD of each, drawn with the same seed; ``fd_samples`` stays the model's own prior's.
+    """
     clf, path = fashion_classifier(
         data.labelled["train_images"], data.labelled["train_labels"], args, device, log
     )
     test = data.test.images
     n = min(args.fid_samples, len(test))
     accuracy = clf.accuracy(test.to(device), data.labelled["test_labels"].to(device))
-    gen = torch.Generator(device=device).manual_seed(args.seed + 1)
+    priors = priors or {prior_name(vae.prior): vae.prior}
+    samples = {}
+    for name, prior in priors.items():
+        with using_prior(vae, prior):
+            samples[name] = draw_samples(vae, n, seed=args.seed + 1)
     with evaluating(vae):
-        samples = torch.cat(
-            [vae.sample(len(c), generator=gen).float() for c in torch.arange(n).split(500)]
-        )
         recons = torch.cat([vae.reconstruct(x.to(device)).float() for x in test[:n].split(500)])
     train = data.labelled["train_images"]
     pick = torch.randperm(len(train), generator=torch.Generator().manual_seed(args.seed))[:n]
@@ -245,11 +309,13 @@ def fashion_fid(vae, data: Data, args, device, log) -> dict:
         return vk.metrics.extract_features(clf, images.to(device), batch_size=500)
 
     real = feats(test[:n])
+    by_prior = {name: vk.metrics.fid(real, feats(x)) for name, x in samples.items()}
     return {
         "classifier": str(path),
         "classifier_test_accuracy": accuracy,
         "images_per_side": n,
-        "fd_samples": vk.metrics.fid(real, feats(samples)),
+        "fd_samples": by_prior[prior_name(vae.prior)],
+        "fd_samples_by_prior": by_prior,
         "fd_reconstructions": vk.metrics.fid(real, feats(recons)),
         "fd_floor_train_vs_test": vk.metrics.fid(real, feats(train[pick])),
     }
@@ -260,6 +326,10 @@ def _fmt(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.4g}" if abs(value) < 1e5 else f"{value:.3e}"
     return str(value)
+
+
+def _label(prior: str) -> str:
+    return "N(0, I)" if prior == "standard_normal" else prior
 
 
 def write_summary(
@@ -297,12 +367,24 @@ def write_summary(
     ]  # fmt: skip
     fid = metrics.get("fid")
     if fid:
+        by_prior = fid.get("fd_samples_by_prior", {})
+        own = _label(next(iter(by_prior), "prior"))
         rows += [
-            ("FD prior samples vs test (classifier features)", fid["fd_samples"]),
+            (f"FD {own} samples vs test (classifier features)", fid["fd_samples"]),
+            *[
+                (f"FD {_label(name)} samples vs test", fd)
+                for name, fd in list(by_prior.items())[1:]
+            ],
             ("FD reconstructions vs test", fid["fd_reconstructions"]),
             ("FD floor: train vs test", fid["fd_floor_train_vs_test"]),
             ("FID classifier test accuracy", fid["classifier_test_accuracy"]),
         ]
+    stats = metrics.get("samples", {})
+    rows += [
+        (f"contrast of {_label(name)} samples (real images: {_fmt(stats['real']['contrast'])})",
+         value["contrast"])
+        for name, value in stats.items() if name not in ("images", "real")
+    ]  # fmt: skip
     lines += [f"| {k} | {_fmt(v)} |" for k, v in rows if v is not None]
     if metrics.get("likelihood"):
         lines += ["", f"Likelihood: {metrics['likelihood']}."]

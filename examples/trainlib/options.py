@@ -154,6 +154,21 @@ def build_parser(description: str = "", *, with_defaults: bool = True) -> argpar
         "terms: imagenet (cached torchvision file), none (random: tests only) or a .pth path",
     )
 
+    g = p.add_argument_group("prior p(z)")
+    add(
+        g,
+        "--prior",
+        help="a prior learned with the VAE instead of N(0, I): mog:COMPONENTS (a mixture of "
+        "Gaussians) or vamp:PSEUDO_INPUTS (VampPrior), e.g. mog:16, vamp:64",
+    )
+    add(
+        g,
+        "--fit-prior",
+        help="after training, fit a prior on the posterior means of the training images and "
+        "save it into best.safetensors: gmm:10, gmm:10:diag, flow, diffusion; fit options as "
+        "KEY=VALUE, e.g. flow:iterations=500 (samples and metrics then cover both priors)",
+    )
+
     g = p.add_argument_group("optimisation")
     add(g, "--batch-size", type=int, default=64, help="images per step and process")
     add(g, "--lr", type=float, default=1e-3, help="AdamW learning rate")
@@ -420,6 +435,10 @@ def validate(args: argparse.Namespace) -> None:
     args.loss_terms = specs.parse_loss(args.loss)
     args.beta_plan = specs.parse_beta(args.beta)
     args.eval_every_length = specs.parse_length(args.eval_every, "--eval-every")
+    args.prior_spec = None if args.prior is None else specs.parse_prior(args.prior, "--prior")
+    args.fit_prior_spec = (
+        None if args.fit_prior is None else specs.parse_prior(args.fit_prior, "--fit-prior")
+    )
     if args.perceptual_weights in ("none", "None", "random"):
         args.perceptual_weights = None
 

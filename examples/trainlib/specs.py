@@ -1,4 +1,4 @@
-"""The trainer's two mini-languages: ``--loss`` and ``--beta``, and length units.
+"""The trainer's mini-languages: ``--loss``, ``--beta``, ``--prior``/``--fit-prior``, lengths.
 
 Lengths (``--eval-every``, ramp lengths in ``--beta``): ``1000`` is optimiser steps,
 ``40ep`` (or ``2.5ep``) is epochs, converted with the number of steps per epoch of the run
@@ -29,11 +29,23 @@ words (``optimal``). In a JSON config the loss may also be a dict
                                         50 epochs, then hold 0.001
 
 A JSON config may also give ``beta`` as a ``vk.schedules`` ``to_dict()`` (lengths in steps).
+
+``--prior`` (learned with the VAE) and ``--fit-prior`` (fitted on the latents after training),
+names from the ``vk.priors`` registry, positional values and ``KEY=VALUE`` options after
+colons (constructor arguments, or options of an ex-post prior's ``fit``)::
+
+    mog:16                              MixtureOfGaussians(components=16)
+    vamp:64                             VampPrior(pseudo_inputs=64)
+    gmm:10 | gmm:10:diag                GaussianMixture(10, "full" | "diag")
+    flow | flow:layers=4:iterations=500 Flow(layers=4), fit(..., iterations=500)
+    diffusion:sample_steps=25           LatentDiffusion(sample_steps=25)
 """
 
 from __future__ import annotations
 
 import ast
+import difflib
+import inspect
 import math
 import re
 from collections.abc import Mapping
@@ -460,3 +472,149 @@ def likelihood_of(terms: list[LossTerm], multiscale: int, variance: str) -> tupl
         return {"likelihood": lik, key: "learned"}, f"{lik} likelihood with the learned {key}"
     value = 1.0 if value is None else float(value)
     return {"likelihood": lik, key: value}, f"{lik} likelihood with fixed {key}={value:g}"
+
+
+# -- priors -------------------------------------------------------------------------------------
+# ``--prior`` (learned with the VAE) and ``--fit-prior`` (fitted on the latents after training):
+#
+#     NAME[:ARG[:ARG]][:KEY=VALUE...]     e.g. mog:16, vamp:64, gmm:10, gmm:10:diag, flow,
+#                                          diffusion:iterations=2000:sample_steps=25
+#
+# positional arguments fill the constructor parameters listed below, in order; KEY=VALUE sets
+# any other constructor parameter, or (ex-post priors) an option of ``fit`` (``iterations``,
+# ``lr``, ``batch_size``, ...). Values are Python literals or bare words, as in ``--loss``.
+PRIOR_POSITIONAL = {
+    "mog": ("components",),
+    "vamp": ("pseudo_inputs",),
+    "gmm": ("components", "covariance"),
+}
+PRIOR_OPTIONS = {
+    "--prior": ("learned with the VAE", "mog:16, vamp:64"),
+    "--fit-prior": ("fitted after training", "gmm:10, gmm:10:diag, flow, diffusion"),
+}
+# set by the trainer from the model, never by a spec
+_PRIOR_BOUND = ("self", "latent_shape", "data_shape")
+_FIT_BOUND = ("self", "latents", "generator", "progress")
+
+
+@dataclass(frozen=True)
+class PriorSpec:
+    """A parsed ``--prior``/``--fit-prior``: a registry name, constructor and fit keywords."""
+
+    name: str  # canonical registry name
+    kwargs: dict[str, Any]
+    fit_kwargs: dict[str, Any]
+    text: str
+
+    def build(self) -> vk.priors.Prior:
+        """A fresh prior (unbound: the VAE or the fit gives it its latent shape)."""
+        return vk.priors.build(self.name, **self.kwargs)
+
+
+def _prior_names(option: str) -> list[str]:
+    """Registered priors (and aliases) that ``option`` accepts."""
+    wanted = "learned_with_vae" if option == "--prior" else "needs_fit"
+    out = []
+    for name in vk.priors.available(aliases=True):
+        cls = vk.priors.get(name)
+        if getattr(cls, wanted, False) or (option == "--prior" and cls is vk.priors.StandardNormal):
+            out.append(name)
+    return out
+
+
+def _parameters(fn: Any, bound: tuple[str, ...]) -> dict[str, inspect.Parameter]:
+    return {
+        n: p
+        for n, p in inspect.signature(fn).parameters.items()
+        if n not in bound and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    }
+
+
+def _check_fit_value(key: str, value: Any, default: Any, what: str) -> Any:
+    """A fit option checked now (not after training): counts, rates, the EMA decay."""
+    name = f"{what}: {key}"
+    if key == "ema":
+        return None if value is None else check_number(value, name, at_least=0, below=1)
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise TypeError(f"{name} must be true or false, got {value!r}")
+        return value
+    if isinstance(default, int):
+        return check_int(value, name)
+    if isinstance(default, float):
+        return check_number(value, name, above=0)
+    return value
+
+
+def parse_prior(spec: object, option: str = "--prior") -> PriorSpec:
+    """Parse ``--prior`` (learned with the VAE) or ``--fit-prior`` (fitted after training).
+
+    The prior is built once here, so a bad value fails before any data is loaded; a
+    ``ValueError``/``TypeError`` names the option, the spec and what was expected.
+    """
+    if option not in PRIOR_OPTIONS:
+        raise ValueError(f"option must be one of {list(PRIOR_OPTIONS)}, got {option!r}")
+    kind, examples = PRIOR_OPTIONS[option]
+    if not isinstance(spec, str) or not spec.strip():
+        raise TypeError(
+            f"{option} must be a non-empty string such as {examples}, got "
+            f"{type(spec).__name__} {spec!r}"
+        )
+    what = f"{option} {spec!r}"
+    head, *items = [part.strip() for part in spec.strip().split(":")]
+    allowed = _prior_names(option)
+    canonical_allowed = sorted(n for n in allowed if n in vk.priors.available())
+    if head.casefold() not in {n.casefold() for n in vk.priors.available(aliases=True)}:
+        close = difflib.get_close_matches(head.lower(), allowed, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ValueError(
+            f"{what}: unknown prior {head!r}; {option} takes a prior {kind}, one of "
+            f"{canonical_allowed}{hint} (e.g. {examples})"
+        )
+    cls = vk.priors.get(head)
+    name = next(n for n in vk.priors.available() if vk.priors.get(n) is cls)
+    if head.casefold() not in {n.casefold() for n in allowed}:
+        other = "--fit-prior" if option == "--prior" else "--prior"
+        raise ValueError(
+            f"{what}: {name!r} is {PRIOR_OPTIONS[other][0]}, so it goes to {other} "
+            f"(e.g. {other} {spec.strip()}); {option} takes a prior {kind}, one of "
+            f"{canonical_allowed}"
+        )
+    init = _parameters(cls.__init__, _PRIOR_BOUND)
+    fit = _parameters(cls.fit, _FIT_BOUND) if getattr(cls, "needs_fit", False) else {}
+    positional = PRIOR_POSITIONAL.get(name, ())
+    usage = (
+        name + "".join(f"[:{p.upper()}" for p in positional) + "]" * len(positional)
+        + "[:KEY=VALUE...]"
+    )  # fmt: skip
+    kwargs: dict[str, Any] = {}
+    fit_kwargs: dict[str, Any] = {}
+    position = 0
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep:
+            if position >= len(positional):
+                raise ValueError(f"{what}: too many values; expected {usage}, e.g. {examples}")
+            key, text = positional[position], item
+            position += 1
+        if not key.isidentifier() or not text.strip():
+            raise ValueError(f"{what}: expected KEY=VALUE, got {item!r} ({usage})")
+        if key not in init and key not in fit:
+            valid = sorted({*init, *fit})
+            close = difflib.get_close_matches(key, valid, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"{what}: unknown option {key!r}{hint} (valid: {', '.join(valid)})")
+        if key in kwargs or key in fit_kwargs:
+            raise ValueError(f"{what}: {key!r} is given twice")
+        value = _literal(text)
+        if key in init:
+            kwargs[key] = value
+        else:
+            fit_kwargs[key] = _check_fit_value(key, value, fit[key].default, what)
+    parsed = PriorSpec(name, kwargs, fit_kwargs, spec.strip())
+    try:
+        parsed.build()  # the constructor checks its own values now
+    except (TypeError, ValueError) as err:
+        raise type(err)(f"{what}: {err}") from None
+    return parsed
