@@ -1,5 +1,6 @@
-"""examples/recipes: one per preset, each reproducing its system's loss and β schedule, and
-each running through examples/train.py for two steps on synthetic images."""
+"""examples/recipes: one per preset, each reproducing its system's loss and β schedule, a few
+variants of them (a preset's recipe plus options, e.g. a fitted prior), and each running
+through examples/train.py for two steps on synthetic images."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ train = trainer()
 from trainlib import options, specs  # noqa: E402
 
 RECIPE_FILES = sorted(RECIPES.glob("*.json"))
+# variant -> (the preset recipe it extends, the options it adds)
+VARIANTS = {"fmnist32-gmm": ("fmnist32", {"fit_prior": "gmm:10"})}
 
 
 def two_phase(spe: int) -> S.Schedule:
@@ -48,6 +51,7 @@ SYSTEMS = {
         0.05,
     ),
 }
+SYSTEMS |= {variant: SYSTEMS[base] for variant, (base, _) in VARIANTS.items()}
 # synthetic data: (PIL mode, (w, h) on disk, extra options); sizes other than the preset's
 # exercise centre-crop + resize; xray256 trains at 64 px (its attention level still exists)
 DATA = {
@@ -61,16 +65,24 @@ DATA = {
 SLOW = {"celeba64-wide", "xray128-spatial", "xray256-spatial"}  # 100 M parameters; 128-256 px
 
 
+def _options(name: str) -> dict:
+    recipe = json.loads((RECIPES / f"{name}.json").read_text())
+    return {k: v for k, v in recipe.items() if not k.startswith("_")}
+
+
 def test_one_recipe_per_preset_and_all_documented():
     names = [p.stem for p in RECIPE_FILES]
-    assert sorted(names) == sorted(vk.presets.available()) == sorted(SYSTEMS)
+    assert sorted(set(names) - set(VARIANTS)) == sorted(vk.presets.available())
+    assert sorted(names) == sorted(SYSTEMS)
     docs = (ROOT / "docs" / "recipes.md").read_text()
     readme = (RECIPES / "README.md").read_text()
     for name in names:
         command = f"python examples/train.py --config examples/recipes/{name}.json"
         assert command in docs and command in readme, name
         recipe = json.loads((RECIPES / f"{name}.json").read_text())
-        assert recipe["preset"] == name and recipe["_about"].startswith(name)
+        base, extra = VARIANTS.get(name, (name, {}))
+        assert recipe["preset"] == base and recipe["_about"].startswith(name)
+        assert _options(name) == _options(base) | extra  # a variant only adds its options
         args = options.parse(["--config", str(RECIPES / f"{name}.json"), "--data", "x"])
         loss, _, free_bits = SYSTEMS[name]
         assert args.free_bits == free_bits
@@ -84,12 +96,13 @@ def test_one_recipe_per_preset_and_all_documented():
 )
 def test_recipe_runs_two_steps(recipe, tmp_path):
     name = recipe.stem
+    preset = VARIANTS.get(name, (name,))[0]
     argv = ["--config", str(recipe), "--max-steps", "2", "--batch-size", "2", "--log-every", "1",
             "--eval-every", "2", "--perceptual-weights", "none", "--workers", "0",
             "--val-fraction", "0.25", "--iwae-images", "4", "--iwae-k", "2",
             "--out", str(tmp_path / "runs"), "--cache-dir", str(tmp_path / "cache")]  # fmt: skip
-    cfg = vk.presets.config(name)
-    if name == "fmnist32":
+    cfg = vk.presets.config(preset)
+    if preset == "fmnist32":
         argv += ["--data-root", str(fake_fashion_mnist(tmp_path / "fmnist")), "--fid-samples", "16"]
     else:
         mode, size, extra = DATA[name]
@@ -117,7 +130,7 @@ def test_recipe_runs_two_steps(recipe, tmp_path):
 
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["run"]["steps"] == 2 and math.isfinite(metrics["psnr"])
-    if name in ("fmnist32", "cifar32", "celeba64", "celeba64-bottleneck"):  # likelihoods
+    if preset in ("fmnist32", "cifar32", "celeba64", "celeba64-bottleneck"):  # likelihoods
         assert math.isfinite(metrics["neg_elbo_nats_per_dim"])
     else:
         assert math.isfinite(metrics["objective"]["total"])
@@ -131,3 +144,9 @@ def test_recipe_runs_two_steps(recipe, tmp_path):
     vae = vk.VAE.load(run / "best.safetensors", expected_config=cfg)
     x = torch.rand(1, cfg.in_channels, *cfg.image_size)
     assert vae.eval()(x).recon.shape == x.shape
+    fit = VARIANTS.get(name, (name, {}))[1].get("fit_prior")
+    if fit is not None:  # best.safetensors samples from the fitted prior; both are reported
+        assert metrics["prior"]["fitted"]["spec"] == fit
+        assert vk.priors.name_of(vae.prior) == fit.split(":")[0] and vae.prior.is_fitted
+        assert (run / f"samples-{fit.split(':')[0]}.png").is_file()
+        assert len(metrics["fid"]["fd_samples_by_prior"]) == 2
