@@ -91,6 +91,103 @@ def test_iwae_below_elbo_and_decreasing_in_k(gen):
     assert bounds[-1] - exact < 0.2 * (elbo - exact)  # K = 256 closes most of the gap
 
 
+class MixturePriorLinearGaussian(LinearGaussian):
+    """The linear-Gaussian model with a 3-component mixture prior: p(x) is a Gaussian
+    mixture, known exactly; the encoder (the N(0, I) model's posterior) is only close."""
+
+    def __init__(self, shift: float = 0.0, var_scale: float = 1.0) -> None:
+        super().__init__(shift, var_scale)
+        prior = vk.priors.MixtureOfGaussians(components=3, latent_shape=(2,)).double()
+        with torch.no_grad():
+            prior.means.copy_(torch.tensor([[-1.0, 0.5], [0.8, 0.8], [0.3, -1.2]]))
+            prior.log_scales.copy_(torch.tensor([[-0.3, 0.1], [0.0, -0.5], [0.2, 0.0]]))
+            prior.logits.copy_(torch.tensor([0.2, -0.4, 0.1]))
+        self.prior = prior.requires_grad_(False)
+
+    def exact_nll(self, x: torch.Tensor) -> torch.Tensor:
+        p = self.prior
+        mean = p.means @ self.w.T + self.b  # (K, 4)
+        var = torch.exp(2 * p.log_scales)  # (K, 2)
+        cov = self.w @ torch.diag_embed(var) @ self.w.T + self.sigma**2 * torch.eye(4).double()
+        mix = torch.distributions.MixtureSameFamily(
+            torch.distributions.Categorical(logits=p.logits),
+            torch.distributions.MultivariateNormal(mean, cov),
+        )
+        return -mix.log_prob(x.flatten(1))
+
+    def brute_force_neg_elbo(self, x: torch.Tensor) -> torch.Tensor:
+        """-E_q[log p(x|z) + log p(z) - log q(z|x)] by quadrature on a 2-D grid, per image."""
+        q = self.encode(x)
+        out = []
+        for i in range(x.shape[0]):
+            m, s = q.mean[i], q.std[i]
+            axes = [torch.linspace(-9, 9, 361, dtype=torch.float64) * s[j] + m[j] for j in (0, 1)]
+            z = torch.cartesian_prod(*axes)  # (G, 2)
+            cell = (axes[0][1] - axes[0][0]) * (axes[1][1] - axes[1][0])
+            log_q = torch.distributions.Normal(m, s).log_prob(z).sum(1)
+            log_px = torch.distributions.Normal(self.decode(z).flatten(1), self.sigma)
+            log_px = log_px.log_prob(x[i].flatten()).sum(1)
+            integrand = log_q.exp() * (log_px + self.prior.log_prob(z) - log_q)
+            out.append(-(integrand.sum() * cell))
+        return torch.stack(out)
+
+
+def test_likelihoods_use_the_models_prior_against_exact_and_brute_force(gen):
+    model = MixturePriorLinearGaussian()
+    x = model.sample_x(6, gen)
+    exact = model.exact_nll(x)
+    kw = dict(likelihood="gaussian", sigma=model.sigma, generator=gen, reduction="none")
+    iwae = M.iwae_nll(model, x, k=4096, **kw)
+    torch.testing.assert_close(iwae, exact, rtol=0, atol=0.02)  # K large: the exact NLL
+    # the N(0, I) formulas would be far off: the prior is really used
+    assert (M.iwae_nll(LinearGaussian(), x, k=256, **kw) - exact).abs().max() > 0.3
+    # an encoder off the posterior: the ELBO has a gap (~0.35 nats) that the MC KL must show
+    loose = MixturePriorLinearGaussian(shift=0.08, var_scale=0.7)
+    brute = loose.brute_force_neg_elbo(x)
+    assert (brute > exact + 0.2).all()
+    elbo = M.elbo_nll(loose, x, k=8192, **kw)  # the KL estimated on the same draws
+    torch.testing.assert_close(elbo, brute, rtol=0, atol=0.05)
+
+
+def test_likelihoods_with_standard_normal_are_what_they_were(gen):
+    class NoPrior(nn.Module):  # a VAE-like module without .prior: the N(0, I) formulas
+        def __init__(self, vae):
+            super().__init__()
+            self.vae = vae
+
+        def encode(self, x):
+            return self.vae.encode(x)
+
+        def decode_with_logvar(self, z):
+            return self.vae.decode_with_logvar(z)
+
+    vae = tiny_vae(latent="spatial", latent_channels=2)
+    x = torch.rand(5, 1, 16, 16)
+    for metric in (M.iwae_nll, M.elbo_nll):
+        a = metric(vae, x, k=6, generator=torch.Generator().manual_seed(1), reduction="none")
+        b = metric(
+            NoPrior(vae), x, k=6, generator=torch.Generator().manual_seed(1), reduction="none"
+        )
+        assert torch.equal(a, b)
+
+
+def test_likelihoods_refuse_priors_without_a_density():
+    vae = tiny_vae()
+    x = torch.rand(2, 1, 16, 16)
+    vae.prior = vk.priors.GaussianMixture(components=2)
+    names = r"\['flow', 'gmm', 'mog', 'standard_normal', 'vamp'\]"
+    for metric in (M.iwae_nll, M.elbo_nll):
+        with pytest.raises(vk.priors.NotFittedError, match=rf"used for likelihoods.*{names}"):
+            metric(vae, x, k=2)
+    diffusion = vk.priors.LatentDiffusion(steps=10, sample_steps=2, hidden=8, depth=1)
+    vae.prior = diffusion.fit(torch.randn(16, 3), iterations=1, progress=False)
+    for metric in (M.iwae_nll, M.elbo_nll):
+        with pytest.raises(ValueError, match=rf"no tractable density.*{names}"):
+            metric(vae, x, k=2)
+    vae.prior = vk.priors.GaussianMixture(components=2).fit(torch.randn(16, 3), progress=False)
+    assert torch.isfinite(M.iwae_nll(vae, x, k=2)) and torch.isfinite(M.elbo_nll(vae, x))
+
+
 def test_iwae_on_a_real_vae_restores_mode_and_has_no_grad():
     vae = tiny_vae().train()
     x = torch.rand(5, 1, 16, 16)
@@ -220,6 +317,35 @@ def test_aggregate_posterior_gap_reads_ghosting():
     bad = M.aggregate_posterior_gap(Holes(0.8), x, generator=torch.Generator().manual_seed(0))
     assert bad.kl > 10 * max(good.kl, 0.01) and bad.eig_min < 0.1 and bad.mmd > 10 * good.mmd_noise
     assert bad.num_samples == 800
+
+
+def test_aggregate_posterior_gap_to_another_prior():
+    class Clustered(nn.Module):  # posterior means in two tight clusters far from N(0, I)
+        latent_shape = (2,)
+
+        def encode(self, x):
+            side = (x.flatten(1).mean(1, keepdim=True) > 0.5).double() * 2 - 1
+            mean = torch.cat([3 * side, -2 * side], 1) + 0.3 * (x.flatten(1)[:, :2].double() - 0.5)
+            return vk.DiagonalGaussian(mean, torch.full_like(mean, math.log(0.05)))
+
+        def decode(self, z):
+            return torch.zeros(z.shape[0], 1, 4, 4)
+
+    model = Clustered()
+    x = torch.rand(600, 1, 4, 4)
+    g = lambda: torch.Generator().manual_seed(0)
+    normal = M.aggregate_posterior_gap(model, x, generator=g())
+    same = M.aggregate_posterior_gap(model, x, generator=g(), prior=vk.priors.StandardNormal((2,)))
+    assert same.kl == pytest.approx(normal.kl, rel=0.2)  # N(0, I) by samples: about the same
+    latents = model.encode(x).sample(generator=g()).float()
+    gmm = vk.priors.GaussianMixture(components=2).fit(latents, generator=g(), progress=False)
+    fitted = M.aggregate_posterior_gap(model, x, generator=g(), prior=gmm.double())
+    assert fitted.kl < 0.05 * normal.kl and fitted.mmd < 0.1 * normal.mmd
+    assert 0.5 < fitted.eig_min <= fitted.eig_max < 2  # S relative to the prior's covariance
+    with pytest.raises(TypeError, match="prior must be None"):
+        M.aggregate_posterior_gap(model, x, prior="gmm")
+    with pytest.raises(ValueError, match=r"prior samples latents of shape \(3,\)"):
+        M.aggregate_posterior_gap(model, x, prior=vk.priors.StandardNormal((3,)))
 
 
 def test_latent_metrics_restore_training_mode():

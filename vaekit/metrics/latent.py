@@ -8,7 +8,15 @@
   ``q(z) = E_x q(z|x)`` is from the prior N(0, I) (Hoffman & Johnson 2016 "ELBO surgery";
   Rosca et al. 2018 "Distribution matching in variational inference"). Samples are drawn
   from the prior but the decoder only learned the regions q(z) covers, so a large gap is the
-  number behind *ghosting*: good reconstructions, bad samples.
+  number behind *ghosting*: good reconstructions, bad samples. ``prior=`` measures the gap
+  to another prior (``vae.prior``, a fitted mixture) instead.
+
+Which ones use the model's prior: none by default. ``kl_per_dim`` is the KL to N(0, 1) per
+element by design: a KL per latent dimension needs a prior that factorises over dims, and
+N(0, 1) is the reference under which "about 0 nats" means "this dimension carries nothing";
+with a learned or fitted prior, read collapse from :func:`active_units` instead (it does not
+involve any prior). ``aggregate_posterior_gap`` compares with N(0, I) unless given
+``prior=``, because its first question is whether N(0, I) samples would land on the data.
 """
 
 from __future__ import annotations
@@ -42,6 +50,9 @@ def _posteriors(vae: nn.Module, loader: Loader, max_batches: int | None):
 
 def kl_per_dim(vae: nn.Module, loader: Loader, *, max_batches: int | None = None) -> torch.Tensor:
     """Mean KL(q(z|x) || N(0, I)) of each latent element over the data, in nats (float64).
+
+    Always to N(0, 1) per element, whatever ``vae.prior`` is (see the module docstring):
+    a per-dimension KL needs a prior that factorises over dims.
 
     Args:
         vae: a VAE (eval mode and ``no_grad`` inside; modes restored after).
@@ -119,19 +130,21 @@ def active_units(
 
 @dataclass
 class PosteriorGap:
-    """Distance between the aggregate posterior q(z) and the prior N(0, I).
+    """Distance between the aggregate posterior q(z) and the prior (N(0, I) by default).
 
     Attributes:
         kl: KL(N(m, S) || N(0, I)) in nats, where m and S are the mean and covariance of
             q(z) (moment matching: ``S = Cov_x(mu) + E_x diag(sigma^2)``). 0 when q(z) has the
-            prior's first two moments.
+            prior's first two moments. With ``prior=``: KL(N(m, S) || N(m_p, S_p)), m_p and
+            S_p the moments of samples of that prior.
         kl_per_dim: ``kl / D``, comparable across latent sizes.
         mmd: unbiased MMD^2 between posterior samples and prior samples (multi-scale inverse
             multiquadric kernel, as in WAE, Tolstikhin et al. 2018).
         mmd_noise: the same estimator between two independent prior sample sets of the same
             size: the level of ``mmd`` that means "indistinguishable".
-        eig_min, eig_max: extreme eigenvalues of S. ``eig_min`` far below 1 means q(z) is
-            thin in some direction, so prior samples fall off the data (holes).
+        eig_min, eig_max: extreme eigenvalues of S (with ``prior=``: of S relative to S_p,
+            i.e. of ``S_p^(-1/2) S S_p^(-1/2)``). ``eig_min`` far below 1 means q(z) is thin
+            in some direction, so prior samples fall off the data (holes).
         num_samples: posterior samples used for the MMD.
     """
 
@@ -166,6 +179,7 @@ def aggregate_posterior_gap(
     num_samples: int = 1000,
     max_batches: int | None = None,
     generator: torch.Generator | None = None,
+    prior: nn.Module | None = None,
 ) -> PosteriorGap:
     """How far the aggregate posterior is from N(0, I) — the number that explains ghosting.
 
@@ -184,6 +198,10 @@ def aggregate_posterior_gap(
         num_samples: posterior samples (one per image, the first images) for the MMD.
         max_batches: stop after this many batches.
         generator: for reproducible posterior/prior samples (model's device).
+        prior: ``None`` (default) for N(0, I), or a prior to compare with instead (any
+            :class:`vaekit.priors.Prior` that can sample, e.g. ``vae.prior`` or a fitted
+            ``GaussianMixture``): the MMD is then to its samples and ``kl``/``eig_*`` to the
+            mean and covariance of ``max(2 * num_samples, 4 * D)`` of its samples.
 
     Example:
         >>> import torch, vaekit as vk
@@ -192,8 +210,18 @@ def aggregate_posterior_gap(
         >>> gap = vk.metrics.aggregate_posterior_gap(vae, torch.rand(50, 1, 8, 8))
         >>> gap.kl >= 0 and gap.num_samples == 50
         True
+        >>> mog = vk.priors.MixtureOfGaussians(components=4, latent_shape=(3,))
+        >>> vk.metrics.aggregate_posterior_gap(vae, torch.rand(50, 1, 8, 8), prior=mog).kl >= 0
+        True
     """
     check_int(num_samples, "num_samples", minimum=2)
+    if prior is not None and not (
+        isinstance(prior, nn.Module) and callable(getattr(prior, "sample", None))
+    ):
+        raise TypeError(
+            "prior must be None (N(0, I)) or a vaekit.priors.Prior to sample from, got "
+            f"{type(prior).__name__}"
+        )
     s_mu = s_mumu = s_var = None
     n = 0
     samples: list[torch.Tensor] = []
@@ -219,18 +247,62 @@ def aggregate_posterior_gap(
     # total covariance of the mixture: Cov(mu) + E[diag(var)] (population moments)
     cov = s_mumu / n - torch.outer(m, m) + torch.diag(s_var / n)
     cov = 0.5 * (cov + cov.T)
-    eig = torch.linalg.eigvalsh(cov).clamp_min(1e-12)
-    kl = 0.5 * float(eig.sum() + m.square().sum() - d - eig.log().sum())
     post = torch.cat(samples)
-    prior = torch.randn(
-        (2 * post.shape[0], d), generator=generator, device=post.device, dtype=post.dtype
-    )
+    if prior is None:
+        eig = torch.linalg.eigvalsh(cov).clamp_min(1e-12)
+        kl = 0.5 * float(eig.sum() + m.square().sum() - d - eig.log().sum())
+        noise = torch.randn(
+            (2 * post.shape[0], d), generator=generator, device=post.device, dtype=post.dtype
+        )
+    else:
+        noise = _prior_samples(vae, prior, max(2 * post.shape[0], 4 * d), generator, q.mean)
+        noise = noise.to(post.dtype)
+        eig, kl = _gap_to_moments(m, cov, noise)
+        noise = noise[: 2 * post.shape[0]]
     return PosteriorGap(
         kl=kl,
         kl_per_dim=kl / d,
-        mmd=_mmd2_unbiased(post, prior[: post.shape[0]]),
-        mmd_noise=abs(_mmd2_unbiased(prior[: post.shape[0]], prior[post.shape[0] :])),
+        mmd=_mmd2_unbiased(post, noise[: post.shape[0]]),
+        mmd_noise=abs(_mmd2_unbiased(noise[: post.shape[0]], noise[post.shape[0] :])),
         eig_min=float(eig.min()),
         eig_max=float(eig.max()),
         num_samples=post.shape[0],
     )
+
+
+def _prior_samples(
+    vae: nn.Module,
+    prior: nn.Module,
+    n: int,
+    generator: torch.Generator | None,
+    latent: torch.Tensor,
+) -> torch.Tensor:
+    """``n`` flat samples of ``prior`` (in eval mode, no grad), checked against the latents."""
+    with evaluating(vae), evaluating(prior):  # a VampPrior runs the model's encoder
+        z = prior.sample(n, generator=generator)
+    if tuple(z.shape[1:]) != tuple(latent.shape[1:]):
+        raise ValueError(
+            f"prior samples latents of shape {tuple(z.shape[1:])} but the model's latents are "
+            f"{tuple(latent.shape[1:])}"
+        )
+    return z.flatten(1)
+
+
+def _gap_to_moments(
+    m: torch.Tensor, cov: torch.Tensor, samples: torch.Tensor
+) -> tuple[torch.Tensor, float]:
+    """Eigenvalues of S relative to the samples' covariance S_p, and KL(N(m, S) || N(m_p, S_p))."""
+    d = m.shape[0]
+    m_p = samples.mean(0)
+    centred = samples - m_p
+    cov_p = centred.T @ centred / samples.shape[0]
+    cov_p = 0.5 * (cov_p + cov_p.T)
+    # a tiny ridge keeps the Cholesky factor of a (nearly) degenerate prior finite
+    ridge = 1e-9 * float(cov_p.diagonal().mean().clamp_min(1e-12))
+    chol = torch.linalg.cholesky(cov_p + ridge * torch.eye(d, dtype=cov.dtype, device=cov.device))
+    half = torch.linalg.solve_triangular(chol, cov, upper=False)  # L^-1 S
+    rel = torch.linalg.solve_triangular(chol, half.T, upper=False)  # L^-1 S L^-T
+    eig = torch.linalg.eigvalsh(0.5 * (rel + rel.T)).clamp_min(1e-12)
+    delta = torch.linalg.solve_triangular(chol, (m - m_p)[:, None], upper=False)
+    kl = 0.5 * float(eig.sum() + delta.square().sum() - d - eig.log().sum())
+    return eig, kl

@@ -3,7 +3,12 @@
 - :func:`iwae_nll`: the importance-weighted bound of Burda et al. 2016 ("Importance Weighted
   Autoencoders"), ``-log (1/K) sum_k p(x, z_k) / q(z_k | x)`` with ``z_k ~ q(z|x)``. It is an
   upper bound on ``-log p(x)`` that tightens as K grows; K = 1 is the (negative) ELBO.
-- :func:`elbo_nll`: ``E_q[-log p(x|z)] + KL(q(z|x) || N(0, I))`` with the KL in closed form.
+- :func:`elbo_nll`: ``E_q[-log p(x|z)] + KL(q(z|x) || p(z))``, the KL in closed form where the
+  prior has one (N(0, I)), else estimated on the same posterior samples.
+
+p(z) is the model's prior, ``vae.prior`` (a module without one is taken to have N(0, I));
+a prior without a density (``LatentDiffusion``) or an ex-post prior that is not fitted is a
+``ValueError`` that names the priors with one.
 - :func:`bits_per_dim` and :func:`discretized_bits_per_dim`: nats -> bits per dimension, the
   latter with the discretisation correction for continuous densities on 8-bit data (Theis
   et al. 2016, "A note on the evaluation of generative models").
@@ -228,6 +233,40 @@ def _encode(vae: nn.Module, x: torch.Tensor) -> DiagonalGaussian:
     return q
 
 
+def _prior_of(vae: nn.Module, purpose: str):
+    """``vae.prior`` checked to have a usable density, or ``None`` for N(0, I).
+
+    Duck-typed (metrics do not import the priors): any module with ``log_prob``.
+    """
+    prior = getattr(vae, "prior", None)
+    if prior is None:
+        return None
+    if not (isinstance(prior, nn.Module) and callable(getattr(prior, "log_prob", None))):
+        raise TypeError(
+            f"vae.prior must be a vaekit.priors.Prior (with log_prob), got {type(prior).__name__}"
+        )
+    require = getattr(prior, "require_density", None)
+    if require is not None:
+        require(purpose)
+    return prior
+
+
+def _log_prior_ratio(prior, z: torch.Tensor, q: DiagonalGaussian, dtype) -> torch.Tensor:
+    """``log p(z) - log q(z|x)`` for posterior draws ``z`` (kc, nb, *latent): (kc, nb) in ``dtype``.
+
+    For N(0, I) (and priors that factorise, with ``log_prob_elementwise``) the difference is
+    taken per element in float32 and summed in ``dtype``, as before priors were swappable.
+    """
+    zf = _f32(z)
+    elementwise = None if prior is None else getattr(prior, "log_prob_elementwise", None)
+    if prior is None or elementwise is not None:
+        log_pz = -0.5 * (LOG_2PI + zf.square()) if prior is None else elementwise(zf)
+        return (log_pz - gaussian_log_prob(zf, q.mean, q.logvar)).flatten(2).sum(2, dtype=dtype)
+    log_qz = gaussian_log_prob(zf, q.mean, q.logvar).flatten(2).sum(2, dtype=dtype)
+    log_pz = prior.log_prob(zf.flatten(0, 1)).view(zf.shape[:2]).to(dtype)
+    return log_pz - log_qz
+
+
 def _check_inputs(vae: nn.Module, x: torch.Tensor, likelihood: Likelihood) -> bool:
     """Validate; return whether Bernoulli outputs are logits."""
     if not isinstance(vae, nn.Module) or not hasattr(vae, "encode"):
@@ -327,7 +366,8 @@ def iwae_nll(
     """Importance-weighted NLL bound with K samples (Burda et al. 2016), in nats per image.
 
     ``-log (1/K) sum_k exp(log p(x|z_k) + log p(z_k) - log q(z_k|x))``, ``z_k ~ q(z|x)``,
-    with all K samples of many images decoded in one batched call (no Python loop per
+    with ``log p(z)`` from the model's prior ``vae.prior`` (N(0, I) for a module without
+    one; a prior without a density is a ``ValueError``), all K samples of many images decoded in one batched call (no Python loop per
     sample) and the log-sum-exp in float64. It is >= the true NLL in expectation, <= the
     ELBO-based :func:`elbo_nll`, and decreases towards the true NLL as K grows.
 
@@ -365,6 +405,7 @@ def iwae_nll(
     k = check_int(k, "k")
     batch_size = _batch_size(batch_size, x)
     check_choice(reduction, ("mean", "none"), "reduction")
+    prior = _prior_of(vae, "likelihoods (iwae_nll)")
     n = x.shape[0]
     out = []
     with evaluating(vae):
@@ -372,10 +413,7 @@ def iwae_nll(
         for q, chunks in draws:
             log_w = []
             for z, log_px in chunks:
-                # log p(z) - log q(z|x), elementwise in float32, summed in float64
-                zf = _f32(z)
-                log_ratio = -0.5 * (LOG_2PI + zf.square()) - gaussian_log_prob(zf, q.mean, q.logvar)
-                log_w.append(log_px + log_ratio.flatten(2).sum(2, dtype=log_px.dtype))
+                log_w.append(log_px + _log_prior_ratio(prior, z, q, log_px.dtype))
             log_w = torch.cat(log_w)  # (k, nb)
             out.append(math.log(k) - torch.logsumexp(log_w, dim=0))
     nll = torch.cat(out)
@@ -396,11 +434,14 @@ def elbo_nll(
     generator: torch.Generator | None = None,
     reduction: str = "mean",
 ) -> torch.Tensor:
-    """Negative ELBO in nats per image: ``E_q[-log p(x|z)] + KL(q(z|x) || N(0, I))``.
+    """Negative ELBO in nats per image: ``E_q[-log p(x|z)] + KL(q(z|x) || p(z))``.
 
-    The reconstruction expectation is averaged over ``k`` posterior samples; the KL is in
-    closed form. An upper bound on the NLL, never below :func:`iwae_nll` in expectation.
-    Arguments as in :func:`iwae_nll`.
+    The reconstruction expectation is averaged over ``k`` posterior samples. The KL to the
+    model's prior ``vae.prior`` is in closed form where the prior has one (N(0, I), also for
+    a module without a prior), else the Monte Carlo estimate ``log q(z|x) - log p(z)`` on the
+    same ``k`` samples (so ``elbo_nll >= iwae_nll`` for the same draws, by Jensen). An upper
+    bound on the NLL, never below :func:`iwae_nll` in expectation. Arguments as in
+    :func:`iwae_nll`.
 
     Shape:
         x: (N, C, H, W); output: scalar or (N,), float64.
@@ -417,15 +458,24 @@ def elbo_nll(
     k = check_int(k, "k")
     batch_size = _batch_size(batch_size, x)
     check_choice(reduction, ("mean", "none"), "reduction")
+    prior = _prior_of(vae, "likelihoods (elbo_nll)")
+    closed_form = prior is None or getattr(prior, "has_closed_form_kl", False)
     out = []
     with evaluating(vae):
         draws = _posterior_draws(vae, x, k, batch_size, generator, likelihood, sigma, scale, logits)
         for q, chunks in draws:
             dtype = acc_dtype(q.mean.device)
             rec = torch.zeros(q.mean.shape[0], dtype=dtype, device=q.mean.device)
-            for _, log_px in chunks:
+            kl = torch.zeros_like(rec)
+            for z, log_px in chunks:
                 rec = rec - log_px.sum(0)
-            kl = q.kl_elementwise().flatten(1).sum(1, dtype=dtype)
+                if not closed_form:  # log q(z|x) - log p(z), summed over the k draws
+                    kl = kl - _log_prior_ratio(prior, z, q, dtype).sum(0)
+            if closed_form:
+                elementwise = q.kl_elementwise() if prior is None else prior.kl_elementwise(q)
+                kl = elementwise.flatten(1).sum(1, dtype=dtype)
+            else:
+                kl = kl / k
             out.append(rec / k + kl)
     nll = torch.cat(out)
     return nll.mean() if reduction == "mean" else nll

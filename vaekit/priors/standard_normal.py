@@ -49,8 +49,21 @@ class StandardNormal(Prior):
             self.setup(latent_shape)
 
     def _log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        return self.log_prob_elementwise(z).flatten(1).sum(1)
+
+    def log_prob_elementwise(self, z: torch.Tensor) -> torch.Tensor:
+        """log N(z_i; 0, 1) per latent element, same shape as ``z`` (any leading dims).
+
+        The density factorises over dims, so likelihood metrics sum it with the posterior's
+        elementwise density in float64, exactly as they did for N(0, I) before priors.
+
+        Example:
+            >>> import torch, vaekit as vk
+            >>> vk.priors.StandardNormal((2,)).log_prob_elementwise(torch.zeros(1, 2))
+            tensor([[-0.9189, -0.9189]])
+        """
         z = z.to(compute_dtype(z))
-        return (-0.5 * (_LOG_2PI + z.square())).flatten(1).sum(1)
+        return -0.5 * (_LOG_2PI + z.square())
 
     def _sample(
         self, n: int, temperature: float, generator: torch.Generator | None
