@@ -25,7 +25,11 @@ CACHE = Path(os.environ.get("VAEKIT_BENCH_CACHE", HERE / ".cache"))
 
 # name -> (import name, distribution name, what the benchmark uses it for)
 PEERS: dict[str, tuple[str, str, str]] = {
-    "pythae": ("pythae", "pythae", "VAE + MNIST ResNet/conv nets + BaseTrainer"),
+    "pythae": (
+        "pythae",
+        "pythae",
+        "VAE + MNIST ResNet/conv nets + BaseTrainer; GaussianMixture and TwoStageVAE samplers",
+    ),
     "diffusers": ("diffusers", "diffusers", "AutoencoderKL"),
     "pytorch-msssim": ("pytorch_msssim", "pytorch-msssim", "SSIM / MS-SSIM"),
     "piq": ("piq", "piq", "SSIM / MS-SSIM"),

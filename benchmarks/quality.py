@@ -277,6 +277,31 @@ def train_pythae(c: Contender, x_train: torch.Tensor, budget: Budget, seed: int,
     return watch
 
 
+# systems whose trained weights are kept for a later part (the priors part); filled by run.py
+KEEP: set[str] = set()
+_TRAINED: dict[str, tuple[Contender, _Budgets]] = {}
+
+
+def train_system(name: str, x_train: torch.Tensor, budget: Budget, seed: int, device, log):
+    """Build and train the system ``name`` to the budgets: ``(contender, watch)``.
+
+    Systems in :data:`KEEP` are trained once per process: a second call (the priors part after
+    the quality part) gets the same weights back. Raises ``PeerUnavailable``.
+    """
+    if name in _TRAINED:
+        log(f"[train] {name}: the weights trained earlier in this run")
+        return _TRAINED[name]
+    builder = SYSTEMS[name][0]
+    torch.manual_seed(seed)
+    c = builder()
+    log(f"[train] {name}: {c.params / 1e6:.2f} M params, training ...")
+    trainer = train_pythae if c.peer == "pythae" else train_own_loop
+    watch = trainer(c, x_train, budget, seed, device)
+    if name in KEEP:
+        _TRAINED[name] = (c, watch)
+    return c, watch
+
+
 # -- evaluation --------------------------------------------------------------------------------
 @torch.no_grad()
 def _batched(fn, x: torch.Tensor, batch: int = 500) -> torch.Tensor:
@@ -358,25 +383,21 @@ def run_quality(args, device, log) -> dict:
     }
     budget = Budget(args.budget_images, args.budget_seconds, args.max_train_seconds)
     for name in args.systems:
-        builder, description, peer, latent = SYSTEMS[name]
+        _, description, peer, latent = SYSTEMS[name]
         row = {"description": description, "peer": peer, "latent": latent}
         section["systems"][name] = row
         if peer is not None and not peer_status(peer).available:
             row["unavailable"] = peer_status(peer).reason
             log(f"[quality] {name}: {row['unavailable']}")
             continue
-        torch.manual_seed(seed)
         try:
-            c = builder()
+            c, watch = train_system(name, x_train, budget, seed, device, log)
         except PeerUnavailable as err:
             row["unavailable"] = str(err)
             continue
         row.update(
             params=c.params, notes=c.notes, version=peer_status(peer).version if peer else None
         )
-        log(f"[quality] {name}: {c.params / 1e6:.2f} M params, training ...")
-        trainer = train_pythae if c.peer == "pythae" else train_own_loop
-        watch = trainer(c, x_train, budget, seed, device)
         row["stopped"] = watch.stopped
         row["at"] = watch.at
         row["images_per_second"] = round(watch.images / max(watch.elapsed(), 1e-9), 1)

@@ -63,6 +63,8 @@ def render(res: dict, level: int = 1) -> str:
     parts = res.get("parts", {})
     if "quality" in parts:
         lines += _quality(parts["quality"], h)
+    if "priors" in parts:
+        lines += _priors(parts["priors"], h)
     if "speed" in parts:
         lines += _speed(parts["speed"], h)
     if "flops" in parts:
@@ -128,6 +130,103 @@ def targets(systems: dict) -> list[dict]:
     return out
 
 
+# the issue's cost targets: (system, prior, field, limit in seconds, what, size it applies at)
+COST_TARGETS = (
+    ("vaekit-fmnist32", "gmm-full", "fit_seconds", 30.0,
+     "GaussianMixture fit on 60,000 × 32 latents ≤ 30 s", (60_000, 32)),
+    ("vaekit-fmnist32", "diffusion", "fit_seconds", 600.0,
+     "LatentDiffusion fit ≤ 10 min (fmnist32 latents)", (60_000, None)),
+    ("vaekit-spatial", "diffusion", "fit_seconds", 600.0,
+     "LatentDiffusion fit ≤ 10 min (spatial latents)", (60_000, None)),
+    ("vaekit-fmnist32", "diffusion", "sample_seconds", 60.0,
+     "LatentDiffusion: 10,000 samples ≤ 1 min (fmnist32)", (None, None)),
+    ("vaekit-spatial", "diffusion", "sample_seconds", 60.0,
+     "LatentDiffusion: 10,000 samples ≤ 1 min (spatial)", (None, None)),
+)  # fmt: skip
+
+
+def _ex_post(result: dict) -> dict[str, float]:
+    """Sample FD of every fitted prior of one result (N(0, I) and failed fits left out)."""
+    return {k: v["fd_samples"] for k, v in result.get("priors", {}).items()
+            if k != "standard_normal" and "fd_samples" in v}  # fmt: skip
+
+
+def prior_targets(p: dict, quality: dict | None = None) -> list[dict]:
+    """The issue's targets for the priors part; ``quality`` adds its peers' sample FDs and
+    AutoencoderKL's PSNR. ``met`` is ``None`` where the run was too small to judge a cost."""
+    systems = p["systems"]
+
+    def res(name: str, which: str, source: dict = systems) -> dict | None:
+        return source.get(name, {}).get("results", {}).get(which)
+
+    out = []
+    for which in BUDGETS:
+        peers: dict[str, float] = {}
+        for name in systems:
+            r = res(name, which)
+            if not name.startswith("vaekit") and r:
+                for prior, v in r["priors"].items():
+                    if "fd_samples" in v:
+                        label = name if prior == "standard_normal" else f"{name} + {prior}"
+                        peers[label] = v["fd_samples"]
+        for name in (quality or {}).get("systems", {}):
+            r = res(name, which, quality["systems"])
+            if not name.startswith("vaekit") and r and name not in peers:
+                peers[name] = r["fd_samples"]
+        rival = min(peers, key=peers.get) if peers else None
+        for name, bound, against in (("vaekit-fmnist32", 0.6, "N(0, I)"),
+                                     ("vaekit-spatial", 1.2, "reconstruction")):  # fmt: skip
+            r = res(name, which)
+            fits = _ex_post(r) if r else {}
+            if not fits:
+                continue
+            best = min(fits, key=fits.get)
+            ref = r["priors"]["standard_normal"]["fd_samples"] if bound == 0.6 else r["fd_recon"]
+            out.append({
+                "target": f"{name} + best ex-post prior: sample FD ≤ {bound} × its {against} "
+                f"{'sample ' if bound == 0.6 else ''}FD ({which} budget)",
+                "ours": f"{best}: {fits[best]:.2f} = {fits[best] / ref:.2f} × {ref:.2f}",
+                "best_peer": "—",
+                "met": fits[best] <= bound * ref,
+            })  # fmt: skip
+            if rival is not None:
+                out.append({
+                    "target": f"{name} + best ex-post prior beats every peer's sample FD "
+                    f"({which} budget)",
+                    "ours": f"{best}: {fits[best]:.2f}",
+                    "best_peer": f"{rival}: {peers[rival]:.2f}",
+                    "met": fits[best] < peers[rival],
+                })  # fmt: skip
+        a = res("vaekit-spatial", which)
+        b = res("diffusers-kl", which, (quality or {}).get("systems", {}))
+        if a and b:
+            out.append({
+                "target": f"vaekit-spatial PSNR above AutoencoderKL's at 4×8×8 ({which} budget)",
+                "ours": f"vaekit-spatial: {a['psnr']:.2f} dB",
+                "best_peer": f"diffusers-kl: {b['psnr']:.2f} dB",
+                "met": a["psnr"] > b["psnr"],
+            })  # fmt: skip
+    for name, prior, key, limit, what, (count, dim) in COST_TARGETS:
+        measured = [(w, r) for w in BUDGETS if (r := res(name, w))
+                    and key in r["priors"].get(prior, {})]  # fmt: skip
+        if not measured:
+            continue
+        seconds = max(r["priors"][prior][key] for _, r in measured)
+        latents = measured[0][1].get("latents") or [0, 0]
+        full = (key == "sample_seconds" and p["samples"] == 10_000) or (
+            key == "fit_seconds" and latents[0] == count and dim in (None, latents[1])
+        )
+        size = (f"{p['samples']:,} samples" if key == "sample_seconds"
+                else f"{latents[0]:,} latents of {' × '.join(map(str, latents[1:]))}")  # fmt: skip
+        out.append({
+            "target": what,
+            "ours": f"{seconds:.1f} s ({size}, {p['threads']} threads)",
+            "best_peer": "—",
+            "met": (seconds <= limit) if full else None,
+        })  # fmt: skip
+    return out
+
+
 def merge(runs: list[dict]) -> dict:
     """One results dict from several runs of pieces (``--parts``/``--systems``) on one machine.
 
@@ -185,6 +284,9 @@ def merge(runs: list[dict]) -> dict:
             pooled["systems"].update(part["systems"])
     if "quality" in parts:
         parts["quality"]["targets"] = targets(parts["quality"]["systems"])
+    if "priors" in parts:  # the peers' sample FDs may come from another piece's quality rows
+        parts["priors"] = {**parts["priors"],
+                           "targets": prior_targets(parts["priors"], parts.get("quality"))}  # fmt: skip
     return {"meta": meta, "parts": parts, "errors": errors}
 
 
@@ -238,6 +340,71 @@ def _quality(q: dict, h: str) -> list[str]:
     lines += ["", f"{h}## Targets", ""]
     rows = [[t["target"], t["ours"], t["best_peer"], "**met**" if t["met"] else "not met"]
             for t in q.get("targets", [])]  # fmt: skip
+    lines += [*_table(["target", "vaekit", "best peer", "result"], rows, "llll"), ""]
+    return lines
+
+
+PRIOR_LABELS = {
+    "standard_normal": "N(0, I)", "gmm-full": "GaussianMixture(10, full)",
+    "gmm-diag": "GaussianMixture(10, diag)", "flow": "Flow", "diffusion": "LatentDiffusion",
+    "pythae-gmm": "pythae GaussianMixtureSampler", "pythae-two-stage": "pythae TwoStageVAESampler",
+}  # fmt: skip
+
+
+def _result_label(t: dict) -> str:
+    return {True: "**met**", False: "not met", None: "not judged: run smaller than the target"}[
+        t["met"]
+    ]
+
+
+def _priors(p: dict, h: str) -> list[str]:
+    clf, b, st = p["classifier"], p["budget"], p["settings"]
+    lines = [
+        f"{h}# Priors: samples from fitted priors (Fashion-MNIST)",
+        "",
+        f"The quality part's systems and budgets (seed {b['seed']}, batch {b['batch_size']}); "
+        f"ex-post priors fitted on the posterior means of {p['fit_images']:,} training images; "
+        f"FD of {p['samples']:,} samples against {p['test_images']:,} test images (classifier "
+        f"accuracy {clf['accuracy']:.3f}, floor FD(train, test) {clf['fd_train_test']:.3f}). "
+        f"Flow {st['flow_iterations']:,} steps, LatentDiffusion {st['diffusion_iterations']:,} "
+        f"steps, pythae's second stage {st['two_stage_epochs']} epoch(s); times in seconds with "
+        f"{p['threads']} torch threads. *× N(0, I)*: the prior's sample FD over the same "
+        "model's N(0, I) sample FD; *× recon*: over its reconstruction FD.",
+        "",
+    ]
+    titles = {
+        "images": f"{b['images']:,} training images seen",
+        "time": f"{b['seconds'] / 60:g} min of training wall-clock",
+    }
+    for which, title in titles.items():
+        lines += [f"{h}## Budget: {title}", ""]
+        rows = []
+        for name, s in p["systems"].items():
+            r = s.get("results", {}).get(which)
+            if r is None:
+                rows.append([f"`{name}`", "—", "—", "—", "—", "—", "—", "—", "—",
+                             s.get("unavailable") or s.get("stopped") or "not reached"])  # fmt: skip
+                continue
+            normal = r["priors"]["standard_normal"].get("fd_samples")
+            for prior, v in r["priors"].items():
+                first = prior == "standard_normal"
+                fd = v.get("fd_samples")
+                rows.append([
+                    f"`{name}`" if first else "", f"{r['psnr']:.2f}" if first else "",
+                    f"{r['fd_recon']:.2f}" if first else "", PRIOR_LABELS.get(prior, prior),
+                    _f(v.get("fit_seconds"), ".1f"), _f(v.get("sample_seconds"), ".1f"),
+                    _f(fd, ".2f"), _f(fd / normal if fd and normal else None, ".2f"),
+                    _f(fd / r["fd_recon"] if fd else None, ".2f"), v.get("error", ""),
+                ])  # fmt: skip
+        lines += _table(
+            ["system", "PSNR dB", "FD recon", "prior", "fit s", "sample s", "FD samples",
+             "× N(0, I)", "× recon", "note"],
+            rows, "lrrlrrrrrl",
+        )  # fmt: skip
+        lines += [""]
+    lines += [f"{h}## Targets (priors)", ""]
+    rows = [[t["target"], t["ours"], t["best_peer"], _result_label(t)]
+            for t in p.get("targets", [])]  # fmt: skip
     lines += [*_table(["target", "vaekit", "best peer", "result"], rows, "llll"), ""]
     return lines
 

@@ -12,6 +12,9 @@ Parts (``--parts``, comma-separated; default all):
 - ``quality``: every system trains on Fashion-MNIST with the same data, seed and batch size
   to a fixed number of images seen and to a fixed wall-clock budget; scored on the test set
   (PSNR, SSIM, -ELBO, active units, classifier-feature FD of reconstructions and samples);
+- ``priors``: ``fmnist32`` and the spatial recipe at the quality budgets, sample FD with
+  N(0, I) and with each ex-post prior (GMM full/diag, flow, diffusion) and their fit times,
+  against pythae's GaussianMixtureSampler and TwoStageVAESampler on its ResNet VAE;
 - ``speed``: training-step images/s of each preset vs the peer of nearest parameter count,
   eager / channels_last / torch.compile (on CUDA: bf16 autocast);
 - ``flops``: achieved FLOP/s of a ``celeba64-bottleneck`` step / this machine's matmul FLOP/s;
@@ -44,11 +47,12 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 import torch  # noqa: E402
 from common import PEERS, exclude_peers, machine_info, peer_status, versions  # noqa: E402
 
-PARTS = ("quality", "speed", "flops", "memory", "losses", "import")
+PARTS = ("quality", "priors", "speed", "flops", "memory", "losses", "import")
 DOCS = HERE.parent / "docs" / "benchmarks.md"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    from priors import SYSTEMS as PRIOR_SYSTEMS
     from quality import SYSTEMS
     from speed import VARIANTS
 
@@ -72,6 +76,16 @@ def parse_args(argv=None) -> argparse.Namespace:
                     "(default: 4x the wall-clock budget, at least 2 min)")  # fmt: skip
     ap.add_argument("--train-images", type=int, default=None, help="limit the training set")
     ap.add_argument("--test-images", type=int, default=None, help="full 10000, quick 300")
+    ap.add_argument("--prior-systems", nargs="+", choices=PRIOR_SYSTEMS, default=None,
+                    help="systems of the priors part (default: all)")  # fmt: skip
+    ap.add_argument("--prior-fit-images", type=int, default=None,
+                    help="training images whose latents fit the priors (full: all, quick 2000)")  # fmt: skip
+    ap.add_argument("--flow-iterations", type=int, default=None,
+                    help="Flow fit steps (full 3000, quick 100)")  # fmt: skip
+    ap.add_argument("--diffusion-iterations", type=int, default=None,
+                    help="LatentDiffusion fit steps (full 8000, quick 100)")  # fmt: skip
+    ap.add_argument("--two-stage-epochs", type=int, default=None,
+                    help="epochs of pythae's second-stage VAE (full 20, quick 1)")  # fmt: skip
     ap.add_argument("--speed-variants", default=None,
                     help=f"comma-separated of {VARIANTS} (full: eager,channels_last,"
                     "compile+channels_last; quick: eager,channels_last)")  # fmt: skip
@@ -114,6 +128,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     max_minutes = args.max_train_minutes or max(4 * minutes, 2.0)
     args.max_train_seconds = 60.0 * max_minutes
     args.test_images = args.test_images or (300 if quick else 10_000)
+    args.prior_systems = args.prior_systems or list(PRIOR_SYSTEMS)
+    args.prior_fit_images = args.prior_fit_images or (2_000 if quick else None)
+    args.flow_iterations = args.flow_iterations or (100 if quick else 3_000)
+    args.diffusion_iterations = args.diffusion_iterations or (100 if quick else 8_000)
+    args.two_stage_epochs = args.two_stage_epochs or (1 if quick else 20)
     full_variants = "eager,channels_last,compile+channels_last"
     variants = args.speed_variants or ("eager,channels_last" if quick else full_variants)
     args.speed_variants = [v.strip() for v in variants.split(",") if v.strip()]
@@ -141,6 +160,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def run(args) -> dict:
     import losses as loss_bench
+    import priors
     import quality
     import speed
 
@@ -194,7 +214,10 @@ def run(args) -> dict:
         "flops": lambda: speed.flops_ratio(args, device, log),
         "memory": lambda: speed.memory_rows(args, device, log),
         "quality": lambda: quality.run_quality(args, device, log),
+        "priors": lambda: priors.run_priors(args, device, log),
     }
+    if "priors" in args.parts:  # the priors part reuses the quality part's trained systems
+        quality.KEEP.update(args.prior_systems)
     for part in [p for p in jobs if p in args.parts]:
         t = time.perf_counter()
         log(f"== {part}")
@@ -204,6 +227,11 @@ def run(args) -> dict:
             traceback.print_exc()
             res["errors"][part] = f"{type(err).__name__}: {err}"
         log(f"== {part} done in {time.perf_counter() - t:.0f} s")
+    if "priors" in res["parts"] and "quality" in res["parts"]:  # as merge() does
+        from report import prior_targets
+
+        priors = res["parts"]["priors"]
+        priors["targets"] = prior_targets(priors, res["parts"]["quality"])
     meta["seconds"] = round(time.perf_counter() - start, 1)
     return res
 

@@ -4,6 +4,7 @@ JSON and markdown; a peer that is missing is a row that says so. No timing is as
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -24,8 +25,10 @@ def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     cmd = [
         sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick",
-        "--parts", "import,losses,speed,flops,memory,quality",
+        "--parts", "import,losses,speed,flops,memory,quality,priors",
         "--systems", "vaekit-fmnist32", "pythae-resnet", "diffusers-kl",
+        "--prior-fit-images", "256", "--flow-iterations", "5", "--diffusion-iterations", "5",
+        "--two-stage-epochs", "1",
         "--without", "diffusers",  # stands in for a peer that is not installed
         "--budget-images", "64", "--budget-minutes", "0.002", "--test-images", "64",
         "--batch", "4", "--flops-batch", "1", "--loss-shapes", "1x3x32x32,1x1x64x64",
@@ -42,7 +45,9 @@ def quick_run(tmp_path_factory):
 def test_json_has_every_part(quick_run):
     res, _ = quick_run
     assert not res["errors"]
-    assert set(res["parts"]) == {"import", "losses", "speed", "flops", "memory", "quality"}
+    assert set(res["parts"]) == {
+        "import", "losses", "speed", "flops", "memory", "quality", "priors"
+    }  # fmt: skip
     meta = res["meta"]
     assert meta["mode"] == "quick" and meta["versions"]["torch"] and meta["machine"]["cpu"]
     assert res["parts"]["import"]["ratio_vs_torch"]["import torch"] == 1.0
@@ -65,11 +70,49 @@ def test_quality_rows_and_missing_peer(quick_run):
     assert res["meta"]["peers"]["diffusers"]["available"] is False
 
 
+def test_priors_rows(quick_run):
+    res, md = quick_run
+    p = res["parts"]["priors"]
+    assert list(p["systems"]) == ["vaekit-fmnist32", "vaekit-spatial", "pythae-resnet"]
+    assert p["fit_images"] == 256 and p["samples"] == p["test_images"] == 64
+    quality = res["parts"]["quality"]["systems"]["vaekit-fmnist32"]["results"]
+    for name, latents in (("vaekit-fmnist32", [256, 32]), ("vaekit-spatial", [256, 4, 8, 8])):
+        results = p["systems"][name]["results"]
+        assert set(results) == {"images", "time"}
+        for which, r in results.items():
+            assert r["latents"] == latents and r["psnr"] > 0
+            assert set(r["priors"]) == {"standard_normal", "gmm-full", "gmm-diag", "flow",
+                                        "diffusion"}  # fmt: skip
+            for prior, row in r["priors"].items():
+                assert "error" not in row, (name, prior, row)
+                assert math.isfinite(row["fd_samples"]) and row["fd_samples"] >= 0
+                if prior != "standard_normal":
+                    assert row["fit_seconds"] >= 0 and row["sample_seconds"] >= 0
+            if name == "vaekit-fmnist32":  # the quality part's weights, scored again
+                assert r["fd_recon"] == pytest.approx(quality[which]["fd_recon"])
+                assert r["priors"]["standard_normal"]["fd_samples"] == pytest.approx(
+                    quality[which]["fd_samples"]
+                )
+    pythae = p["systems"]["pythae-resnet"]
+    if "results" in pythae:
+        for r in pythae["results"].values():
+            assert set(r["priors"]) == {"standard_normal", "pythae-gmm", "pythae-two-stage"}
+            assert all("error" not in row for row in r["priors"].values()), r["priors"]
+    targets = p["targets"]
+    assert any("≤ 0.6 × its N(0, I) sample FD" in t["target"] for t in targets)
+    assert any("≤ 1.2 × its reconstruction FD" in t["target"] for t in targets)
+    costs = [t for t in targets if "≤ 30 s" in t["target"] or "≤ 1 min" in t["target"]]
+    assert costs and all(t["met"] is None for t in costs)  # 256 latents: too small to judge
+    assert "| `vaekit-spatial` |" in md and "LatentDiffusion" in md
+    assert "not judged: run smaller than the target" in md
+
+
 def test_markdown_tables(quick_run):
     _, md = quick_run
     for heading in ("## Peers", "## Quality at equal budget", "## Training-step throughput",
                     "## Achieved FLOP/s", "## Peak memory", "## Loss throughput",
-                    "## Import time", "## Targets"):  # fmt: skip
+                    "## Import time", "## Targets", "## Priors: samples from fitted priors",
+                    "## Targets (priors)"):  # fmt: skip
         assert heading in md
     assert "| `vaekit-fmnist32` |" in md
     assert "| `diffusers-kl` |" in md and "excluded with --without" in md

@@ -1,0 +1,217 @@
+"""Priors at equal budget: how far an ex-post prior closes the gap between samples and
+reconstructions, against pythae's own samplers on its ResNet VAE.
+
+Each system of ``--prior-systems`` is trained exactly as in the quality part (same data, seed,
+batch and budgets; when both parts run in one process the quality part's weights are reused,
+not trained twice). At each budget it is scored on the test images:
+
+- PSNR and the Fréchet distance (FD) of reconstructions, and FD of samples from N(0, I):
+  :func:`quality.evaluate`, the numbers of the quality table;
+- vaekit systems: each ex-post prior of :data:`EX_POST` fitted on the posterior means of the
+  first ``--prior-fit-images`` training images (``vk.priors.encode_dataset(use="mean")``):
+  ``GaussianMixture`` (10 components, full and diagonal covariances), ``Flow`` and
+  ``LatentDiffusion`` at their defaults but for the number of optimiser steps
+  (``--flow-iterations``, ``--diffusion-iterations``); FD of as many samples (temperature 1)
+  as test images, the fit time and the sampling time of those latents;
+- ``pythae-resnet``: pythae's ``GaussianMixtureSampler`` (10 components, full covariance,
+  scikit-learn, fitted on sampled z: its defaults) and ``TwoStageVAESampler`` (its default
+  second-stage VAE; pythae's ``BaseTrainer`` defaults, Adam 1e-4 and batch 64, for
+  ``--two-stage-epochs`` epochs), fitted on the same training images.
+
+Times are wall-clock seconds with ``--threads`` torch threads; a fit that fails is a row that
+says why, never a missing row.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+import traceback
+import warnings
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from common import PeerUnavailable, crop28, fashion_mnist, pad32, peer_status
+
+import vaekit as vk
+
+# name -> (prior builder, fit keyword arguments from the run's options)
+EX_POST: dict[str, tuple[Callable[[], vk.priors.Prior], Callable[..., dict]]] = {
+    "gmm-full": (lambda: vk.priors.GaussianMixture(10, "full"), lambda a: {}),
+    "gmm-diag": (lambda: vk.priors.GaussianMixture(10, "diag"), lambda a: {}),
+    "flow": (lambda: vk.priors.Flow(), lambda a: {"iterations": a.flow_iterations}),
+    "diffusion": (
+        lambda: vk.priors.LatentDiffusion(),
+        lambda a: {"iterations": a.diffusion_iterations},
+    ),
+}
+PEER_SAMPLERS = ("pythae-gmm", "pythae-two-stage")
+SYSTEMS = ("vaekit-fmnist32", "vaekit-spatial", "pythae-resnet")  # the choices
+
+
+def _decode_samples(vae: vk.VAE, z: torch.Tensor, device) -> torch.Tensor:
+    """Latents -> [0, 1] images with the 2-px zero border of the FD classifier's inputs."""
+    with torch.no_grad():
+        images = torch.cat([vae.decode(b.to(device)).float().cpu() for b in z.split(500)])
+    return pad32(images.clamp(0, 1))
+
+
+def _since(t: float) -> float:
+    return round(time.perf_counter() - t, 2)
+
+
+def vaekit_priors(c, x_fit, n_samples: int, fd, args, seed: int, device, log) -> dict:
+    """Fit every ex-post prior on the posterior means of ``x_fit``; FD of their samples."""
+    vae = c.eval_vae().to(device).eval()
+    t = time.perf_counter()
+    latents = vk.priors.encode_dataset(vae, x_fit, use="mean", batch_size=500, progress=False)
+    out = {"encode_seconds": _since(t), "latents": list(latents.shape)}
+    for name, (build, fit_kwargs) in EX_POST.items():
+        row: dict = {}
+        out[name] = row
+        try:
+            prior = build().to(device)
+            gen = torch.Generator(device=device).manual_seed(seed)
+            kwargs = fit_kwargs(args)
+            t = time.perf_counter()
+            with warnings.catch_warnings():  # an EM that hits max_iter is reported, not raised
+                warnings.simplefilter("ignore", RuntimeWarning)
+                prior.fit(latents, generator=gen, progress=False, **kwargs)
+            row["fit_seconds"] = _since(t)
+            if isinstance(prior, vk.priors.GaussianMixture):
+                row["em_iterations"], row["converged"] = prior.n_iter, prior.converged
+            gen = torch.Generator(device=device).manual_seed(seed + 1)
+            t = time.perf_counter()
+            with torch.no_grad():
+                z = prior.sample(n_samples, generator=gen)
+            row["sample_seconds"] = _since(t)
+            row["fd_samples"] = fd(_decode_samples(vae, z, device))
+        except Exception as err:  # a failing fit is a row, the others still run
+            traceback.print_exc()
+            row["error"] = f"{type(err).__name__}: {err}"
+        log(f"[priors] {c.name} + {name}: " + ", ".join(f"{k} {v}" for k, v in row.items()))
+    return out
+
+
+def pythae_priors(c, x_fit, n_samples: int, fd, args, seed: int, device, log) -> dict:
+    """pythae's GaussianMixtureSampler and TwoStageVAESampler at their defaults."""
+    from pythae.samplers import (
+        GaussianMixtureSampler,
+        GaussianMixtureSamplerConfig,
+        TwoStageVAESampler,
+        TwoStageVAESamplerConfig,
+    )
+    from pythae.trainers import BaseTrainerConfig
+
+    for name in [n for n in logging.root.manager.loggerDict if n.startswith("pythae")]:
+        logging.getLogger(name).setLevel(logging.WARNING)  # INFO banners on stdout
+    x_in = c.to_input(x_fit)
+    out: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        makers = {
+            "pythae-gmm": lambda: (
+                GaussianMixtureSampler(c.model, GaussianMixtureSamplerConfig()), {}
+            ),
+            "pythae-two-stage": lambda: (
+                TwoStageVAESampler(c.model, TwoStageVAESamplerConfig()),
+                {"training_config": BaseTrainerConfig(
+                    output_dir=tmp, num_epochs=args.two_stage_epochs, seed=seed,
+                    no_cuda=device.type != "cuda",
+                )},
+            ),
+        }  # fmt: skip
+        for name, make in makers.items():
+            row: dict = {}
+            out[name] = row
+            try:
+                # scikit-learn's mixture and pythae's noise draw from the global generators
+                np.random.seed(seed)  # noqa: NPY002
+                torch.manual_seed(seed)
+                sampler, kwargs = make()
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    t = time.perf_counter()
+                    sampler.fit(x_in, **kwargs)
+                    row["fit_seconds"] = _since(t)
+                    np.random.seed(seed + 1)  # noqa: NPY002
+                    torch.manual_seed(seed + 1)
+                    t = time.perf_counter()
+                    with torch.no_grad():
+                        images = sampler.sample(num_samples=n_samples, batch_size=500)
+                    row["sample_seconds"] = _since(t)
+                row["fd_samples"] = fd(pad32(images.float().cpu().clamp(0, 1)))
+            except Exception as err:
+                traceback.print_exc()
+                row["error"] = f"{type(err).__name__}: {err}"
+            log(f"[priors] {c.name} + {name}: " + ", ".join(f"{k} {v}" for k, v in row.items()))
+    return out
+
+
+def run_priors(args, device, log) -> dict:
+    """Train (or reuse) each system of ``args.prior_systems`` and score its priors."""
+    import quality
+    from report import prior_targets
+
+    seed = args.seed
+    clf_limit = None if args.classifier_images >= 60_000 else args.classifier_images
+    clf_epochs = 1 if args.quick else 2
+    clf, _ = quality.classifier(clf_limit, clf_epochs, seed)
+    clf = clf.to(device)
+    x_train, _ = fashion_mnist("train", limit=args.train_images)
+    x_test, y_test = fashion_mnist("test", limit=args.test_images)
+    x_fit = x_train[: args.prior_fit_images] if args.prior_fit_images else x_train
+    n_test = len(x_test)
+    feats = lambda imgs: vk.metrics.extract_features(clf, imgs.to(device), batch_size=500)
+    real = feats(x_test)
+    fd = lambda images: vk.metrics.fid(real, feats(images))
+    section = {
+        "classifier": {
+            "accuracy": clf.accuracy(x_test.to(device), y_test.to(device)),
+            "train_images": clf_limit or 60_000,
+            "epochs": clf_epochs,
+            "fd_train_test": vk.metrics.fid(feats(x_train[:n_test]), real),
+        },
+        "train_images": len(x_train),
+        "fit_images": len(x_fit),
+        "test_images": n_test,
+        "samples": n_test,
+        "threads": args.threads,
+        "budget": {"images": args.budget_images, "seconds": args.budget_seconds,
+                   "batch_size": 64, "seed": seed},
+        "settings": {"gmm_components": 10, "flow_iterations": args.flow_iterations,
+                     "diffusion_iterations": args.diffusion_iterations,
+                     "two_stage_epochs": args.two_stage_epochs},
+        "systems": {},
+    }  # fmt: skip
+    budget = quality.Budget(args.budget_images, args.budget_seconds, args.max_train_seconds)
+    for name in args.prior_systems:
+        _, description, peer, latent = quality.SYSTEMS[name]
+        row = {"description": description, "peer": peer, "latent": latent}
+        section["systems"][name] = row
+        if peer is not None and not peer_status(peer).available:
+            row["unavailable"] = peer_status(peer).reason
+            log(f"[priors] {name}: {row['unavailable']}")
+            continue
+        try:
+            c, watch = quality.train_system(name, x_train, budget, seed, device, log)
+        except PeerUnavailable as err:
+            row["unavailable"] = str(err)
+            continue
+        row.update(params=c.params, stopped=watch.stopped, at=watch.at, results={})
+        score = pythae_priors if c.peer == "pythae" else vaekit_priors
+        for which, state in watch.snapshots.items():
+            c.model.load_state_dict(state)
+            base = quality.evaluate(c, x_test, real, clf, n_test, seed, device)
+            result = {k: base[k] for k in ("psnr", "ssim", "fd_recon")}
+            result["priors"] = {"standard_normal": {"fd_samples": base["fd_samples"]}}
+            x = crop28(x_fit) if c.input_shape[-1] == 28 else x_fit
+            extra = score(c, x, n_test, fd, args, seed, device, log)
+            for key in ("encode_seconds", "latents"):
+                if key in extra:
+                    result[key] = extra.pop(key)
+            result["priors"].update(extra)
+            row["results"][which] = result
+    section["targets"] = prior_targets(section)
+    return section
