@@ -117,6 +117,47 @@ def test_sample_grid_rows_per_temperature_and_determinism(vae, tmp_path):
     assert not torch.equal(a, c)
 
 
+def test_sample_grid_with_standard_normal_is_what_it_was(vae):
+    vae.eval()
+    temps = (0.0, 0.5, 1.0, 1.3)
+
+    def old_grid(generator):  # sample_grid before the prior was the model's
+        eps = torch.randn((3, *vae.latent_shape), generator=generator)
+        return viz.make_grid(vae.decode(torch.cat([eps * t for t in temps])), nrow=3)
+
+    with torch.no_grad():
+        g1, g2 = torch.Generator().manual_seed(4), torch.Generator().manual_seed(4)
+        assert torch.equal(
+            viz.sample_grid(vae, n=3, temperatures=temps, generator=g1), old_grid(g2)
+        )
+        assert torch.equal(g1.get_state(), g2.get_state())  # the generator moved on the same
+        torch.manual_seed(9)  # the global RNG too, and it ends in the same state
+        new, after_new = viz.sample_grid(vae, n=3, temperatures=temps), torch.rand(2)
+        torch.manual_seed(9)
+        old, after_old = old_grid(None), torch.rand(2)
+    assert torch.equal(new, old) and torch.equal(after_new, after_old)
+
+
+def test_sample_grid_draws_through_the_models_prior():
+    cfg = vk.VAEConfig(in_channels=1, image_size=8, widths=(4,), latent_dim=3, attention_at=(),
+                       block="conv")  # fmt: skip
+    mog = vk.VAE(cfg, prior=vk.priors.MixtureOfGaussians(components=2)).eval()
+    temps = (0.0, 1.0)
+    with torch.no_grad():
+        grid = viz.sample_grid(
+            mog, n=4, temperatures=temps, generator=torch.Generator().manual_seed(1)
+        )
+        rows = [mog.prior.sample(4, temperature=t, generator=torch.Generator().manual_seed(1))
+                for t in temps]  # fmt: skip
+        assert torch.equal(grid, viz.make_grid(mog.decode(torch.cat(rows)), nrow=4))
+        # temperature 0: each column is the mean of its component, the one it has at t = 1
+        nearest = torch.cdist(rows[1], mog.prior.means).argmin(1)
+        assert torch.equal(rows[0], mog.prior.means[nearest])
+    gmm = vk.VAE(cfg, prior=vk.priors.GaussianMixture(components=2))
+    with pytest.raises(vk.priors.NotFittedError, match="not fitted"):
+        viz.sample_grid(gmm)
+
+
 def test_interpolation_grid_single_and_batched(vae, tmp_path):
     a, b = torch.rand(1, 16, 16), torch.rand(1, 16, 16)
     grid = viz.interpolation_grid(vae, a, b, steps=5, method="linear", path=tmp_path / "i.png")
@@ -137,6 +178,35 @@ def test_traversal_grid_varies_only_one_dim(vae):
     spatial = vk.VAE(vk.VAEConfig(in_channels=1, image_size=16, widths=(4, 8), attention_at=(),
                                   latent="spatial", latent_channels=2))  # fmt: skip
     assert viz.traversal_grid(spatial, x, dims=[0, 31], steps=3).shape[1] == 2 * 18 + 2
+
+
+def test_traversal_axis_follows_the_prior():
+    cfg = vk.VAEConfig(in_channels=1, image_size=8, widths=(4,), latent_dim=3, attention_at=(),
+                       block="conv")  # fmt: skip
+    x = torch.rand(1, 8, 8)
+    normal = vk.VAE(cfg).eval()
+    with torch.no_grad():  # N(0, I): values -span..span exactly, as before
+        mean = normal.encode(x[None]).mean[0]
+        z = mean.repeat(5, 1)
+        z[:, 2] = torch.linspace(-2.0, 2.0, 5)
+        expected = viz.make_grid(normal.decode(z), nrow=5)
+        assert torch.equal(viz.traversal_grid(normal, x, dims=[2], span=2.0, steps=5), expected)
+    assert viz._prior_marginals(normal, mean) == (None, None)
+    prior = vk.priors.MixtureOfGaussians(components=2, latent_shape=(3,))
+    with torch.no_grad():
+        prior.means.copy_(torch.tensor([[4.0, -1.0, 0.0], [6.0, 1.0, 0.0]]))
+        prior.log_scales.copy_(torch.log(torch.tensor([[0.5, 0.5, 2.0], [0.5, 0.5, 2.0]])))
+    mog = vk.VAE(cfg, prior=prior).eval()
+    centre, spread = viz._prior_marginals(mog, mean)
+    # the mixture's marginal moments: mean 5, -0, 0; std sqrt(0.25 + 1) = 1.118, same, 2
+    torch.testing.assert_close(centre, torch.tensor([5.0, 0.0, 0.0]), atol=0.15, rtol=0)
+    torch.testing.assert_close(spread, torch.tensor([1.118, 1.118, 2.0]), atol=0, rtol=0.06)
+    with torch.no_grad():
+        mean = mog.encode(x[None]).mean[0]
+        z = mean.repeat(5, 1)
+        z[:, 0] = centre[0] + spread[0] * torch.linspace(-2.0, 2.0, 5)
+        expected = viz.make_grid(mog.decode(z), nrow=5)
+        assert torch.equal(viz.traversal_grid(mog, x, dims=[0], span=2.0, steps=5), expected)
 
 
 def test_plot_history_twin_axes_and_file(tmp_path):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -221,15 +221,20 @@ def sample_grid(
     upscale: int | str = 1,
     path: str | os.PathLike | None = None,
 ) -> torch.Tensor:
-    """Prior samples, one row per temperature, the *same* noise in every column.
+    """Samples of the model's prior, one row per temperature, the *same* noise in every column.
 
-    Column j decodes ``t * eps_j`` for each temperature t, so a row-by-row comparison shows
+    Every row is drawn by ``vae.prior`` (N(0, I) by default) from the same generator state,
+    so column j holds one noise draw at every temperature (for N(0, I): ``t * eps_j``; for a
+    mixture: the same component, its spread scaled by t), and a row-by-row comparison shows
     what temperature does: low t gives typical, smoother images; samples that only look
     right at t < 1 point at an aggregate-posterior gap (see
-    :func:`vaekit.metrics.aggregate_posterior_gap`).
+    :func:`vaekit.metrics.aggregate_posterior_gap`) that a better prior can close
+    (:mod:`vaekit.priors`). An ex-post prior that is not fitted yet raises its
+    ``ValueError``.
 
     Args:
-        vae: a VAE; ``n``: samples per row; ``temperatures``: std of the prior draw per row.
+        vae: a VAE; ``n``: samples per row; ``temperatures``: the prior's temperature per row
+            (for N(0, I) the std of the draw; each prior documents what it scales).
         generator: for a reproducible grid (on the model's device).
         upscale: nearest-neighbour factor per tile, an int >= 1 or ``"auto"`` (tiles of at least
             96 px; see :func:`upscale_factor`); default 1 keeps the images' size.
@@ -258,13 +263,46 @@ def sample_grid(
         check_number(t, f"temperatures[{i}]", at_least=0)
     device = model_device(vae)
     with evaluating(vae):
-        param = next(vae.parameters(), None)
-        dtype = param.dtype if param is not None else None
-        eps = torch.randn((n, *vae.latent_shape), generator=generator, device=device, dtype=dtype)
-        z = torch.cat([eps * t for t in temps])
+        if hasattr(vae, "sample_prior"):  # through vae.prior
+            z = torch.cat(_same_noise_rows(vae.sample_prior, n, temps, generator, device))
+        else:  # a VAE-like module without a prior: N(0, I)
+            param = next(vae.parameters(), None)
+            dtype = param.dtype if param is not None else None
+            shape = (n, *vae.latent_shape)
+            eps = torch.randn(shape, generator=generator, device=device, dtype=dtype)
+            z = torch.cat([eps * t for t in temps])
         images = vae.decode(z)
     grid = make_grid(images, nrow=n, value_range=value_range, upscale=upscale)
     return _finish(grid, path)
+
+
+def _same_noise_rows(
+    sample: Callable[..., torch.Tensor],
+    n: int,
+    temps: list[float],
+    generator: torch.Generator | None,
+    device: torch.device,
+) -> list[torch.Tensor]:
+    """``sample(n, t, generator)`` for each temperature, every row from the same RNG state.
+
+    The generator (or the global RNG) ends one draw further, as after a single draw.
+    """
+    rows = []
+    if generator is not None:
+        state = generator.get_state()
+        for t in temps:
+            generator.set_state(state)
+            rows.append(sample(n, t, generator))
+        return rows
+    for i, t in enumerate(temps):
+        if i == len(temps) - 1:  # the last row advances the global RNG
+            rows.append(sample(n, t, None))
+            break
+        devices = [device] if device.type != "cpu" else []
+        kw = {"device_type": device.type} if devices else {}
+        with torch.random.fork_rng(devices=devices, **kw):
+            rows.append(sample(n, t, None))
+    return rows
 
 
 def interpolation_grid(
@@ -334,14 +372,21 @@ def traversal_grid(
     """Latent traversals (Higgins et al. 2017): one row per latent dimension.
 
     The posterior mean of ``x`` is decoded with one dimension replaced by ``steps`` values
-    from ``-span`` to ``span`` (prior standard deviations); the others are held fixed.
+    spanning ``span`` of the prior's standard deviations around the prior's mean along that
+    dimension; the others are held fixed. For N(0, I) (the default prior) that is ``-span``
+    to ``span``, exactly. For any other prior the axis is the prior's *marginal* along the
+    dimension: ``m_d - span * s_d`` to ``m_d + span * s_d``, with ``m_d`` and ``s_d`` the
+    mean and standard deviation of that coordinate over 2048 samples of ``vae.prior``
+    (drawn from a fixed seed, so the grid is reproducible); for a multi-modal prior this
+    range covers its modes along d rather than one mode's spread.
 
     Args:
         vae: a VAE. x: one image (C, H, W) or (1, C, H, W).
         dims: indices into the flattened latent (``C*h*w`` for spatial latents). Default:
-            the (up to) 8 dimensions with the largest KL for this image, most informative
-            first.
-        span: traverse from ``-span`` to ``+span``.
+            the (up to) 8 dimensions with the largest KL to N(0, 1) for this image (a
+            per-dimension KL, a proxy for how informative a dimension is, whatever the
+            prior), most informative first.
+        span: traverse ``span`` prior standard deviations either side of the prior's mean.
         steps: images per row.
         upscale: nearest-neighbour factor per tile, an int >= 1 or ``"auto"`` (tiles of at least
             96 px; see :func:`upscale_factor`); default 1 keeps the images' size.
@@ -380,12 +425,36 @@ def traversal_grid(
                 f"got {dims!r}"
             )
         values = torch.linspace(-span, span, steps, device=mean.device, dtype=mean.dtype)
+        centre, spread = _prior_marginals(vae, mean)
         z = mean.repeat(len(dims) * steps, 1).view(len(dims), steps, num)
         for row, d in enumerate(dims):
-            z[row, :, d] = values
+            z[row, :, d] = values if centre is None else centre[d] + spread[d] * values
         images = vae.decode(z.view(-1, *vae.latent_shape))
     grid = make_grid(images, nrow=steps, value_range=value_range, upscale=upscale)
     return _finish(grid, path)
+
+
+def _is_standard_normal(prior: object) -> bool:
+    """vaekit's own N(0, I) (not a subclass, which may sample differently); the pictures sit
+    below the priors in the import layers, so the class is recognised by name."""
+    cls = type(prior)
+    return cls.__name__ == "StandardNormal" and cls.__module__.startswith("vaekit.priors")
+
+
+def _prior_marginals(
+    vae: nn.Module, like: torch.Tensor
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Mean and std of each flattened latent coordinate under ``vae.prior``.
+
+    ``(None, None)`` for N(0, I) (exactly 0 and 1: the traversal of earlier versions) and
+    for modules without a prior; else estimated from 2048 prior samples of a fixed seed.
+    """
+    prior = getattr(vae, "prior", None)
+    if prior is None or _is_standard_normal(prior):
+        return None, None
+    generator = torch.Generator(like.device).manual_seed(0)
+    z = prior.sample(2048, generator=generator).flatten(1).to(like.dtype)
+    return z.mean(0), z.std(0)
 
 
 # -- curves -----------------------------------------------------------------------------------
