@@ -187,3 +187,38 @@ def test_reconstruction_losses(tmp_path, monkeypatch, kernel_specs):
     perceptual = runs[f"L1+SSIM+FFT+{m['perceptual']}"]
     assert perceptual["ms_per_step"] > runs["L1"]["ms_per_step"]  # a VGG16 pass per batch
     assert _images(nb) >= 2
+
+
+def test_priors(tmp_path, monkeypatch, kernel_specs):
+    nb = run_notebook("04-priors.ipynb", tmp_path, monkeypatch, kernel_specs)
+    m = _metrics(nb)
+    assert _all_finite(m), m
+    rows, gap, real = m["priors"], m["gap"], m["real_contrast"]
+    assert list(rows) == ["N(0, I)", "GMM full", "GMM diag", "Flow", "LatentDiffusion",
+                          "MoG (learned)", "VampPrior (learned)"]  # fmt: skip
+    normal, full, diag = rows["N(0, I)"], rows["GMM full"], rows["GMM diag"]
+    # what "Reading the numbers" says, on the quantities it argues from, with margins far
+    # wider than a change of CPU moves them (small run, 3 seeds: N(0, I) contrast 0.10 vs
+    # real 0.32, GMM 0.28-0.31; FD N(0, I) 43-46, GMM 17-18, reconstructions 18-19)
+    # the gap: faint N(0, I) samples, far from the reconstructions
+    assert normal["sample_contrast"] < 0.5 * real
+    assert normal["fd_samples"] > 1.5 * gap["fd_reconstructions"]
+    assert gap["gap_kl_per_dim"] > 0.05 and gap["gap_mmd"] > 10 * gap["gap_mmd_noise"]
+    # the fitted mixture: a higher held-out density, real contrast, FD < half, near recon
+    assert full["heldout_log_p"] > normal["heldout_log_p"] + 10  # -8 vs -60 nats
+    assert abs(full["sample_contrast"] - real) < 0.5 * abs(normal["sample_contrast"] - real)
+    assert full["fd_samples"] < 0.6 * normal["fd_samples"]
+    assert full["fd_samples"] < 1.5 * gap["fd_reconstructions"]
+    assert full["heldout_log_p"] > diag["heldout_log_p"] > normal["heldout_log_p"]  # -8, -23
+    # flow and diffusion: samples far closer than N(0, I)'s; the flow's density above it
+    assert rows["Flow"]["heldout_log_p"] > normal["heldout_log_p"] + 10
+    assert rows["LatentDiffusion"]["heldout_log_p"] is None  # no density, only samples
+    for name in ("GMM diag", "Flow", "LatentDiffusion"):
+        assert rows[name]["fd_samples"] < 0.75 * normal["fd_samples"], name
+    # the VampPrior, learned with the model, samples about as well as the fitted mixture
+    assert rows["VampPrior (learned)"]["fd_samples"] < 0.6 * normal["fd_samples"]
+    for name in ("GMM full", "GMM diag", "Flow", "LatentDiffusion"):
+        assert rows[name]["fit_seconds"] > 0
+    assert rows["MoG (learned)"]["fit_seconds"] is None and m["saved_and_loaded_same_samples"]
+    assert (tmp_path / "fmnist-gmm.safetensors").is_file()
+    assert _images(nb) >= 10  # reconstructions, N(0, I) samples, EM curve, 7 sample grids
