@@ -76,26 +76,13 @@ def save_pictures(vae, images: torch.Tensor, folder: Path, prefix: str, *, seed:
                                   path=folder / f"{prefix}interpolations.png")  # fmt: skip
 
 
-SAMPLE_TEMPERATURES = (0.5, 0.8, 1.0)
-
-
-def sample_rows(vae, n: int = 8, temperatures=SAMPLE_TEMPERATURES, *, seed: int) -> torch.Tensor:
-    """``vae.sample(n, temperature=t, generator=Generator().manual_seed(seed))`` for each
-    temperature: one row each, the same draw in every column (for N(0, I): ``t * eps``, the
-    picture ``vk.viz.sample_grid`` draws). Shape: (len(temperatures) * n, C, H, W)."""
-    device = next(vae.parameters()).device
-    rows = []
-    with evaluating(vae):
-        for t in temperatures:
-            gen = torch.Generator(device=device).manual_seed(seed)
-            rows.append(vae.sample(n, temperature=t, generator=gen).float().cpu())
-    return torch.cat(rows)
-
-
 def save_samples(vae, path: Path, *, seed: int) -> None:
-    """samples.png: :func:`sample_rows` of ``vae.prior`` at temperatures 0.5, 0.8 and 1.0, so
+    """samples.png: ``vk.viz.sample_grid`` of ``vae.prior`` at temperatures 0.5, 0.8 and 1.0,
+    8 per row, every row from a generator seeded with ``seed`` (the same draw per column):
     ``vk.VAE.load(best)`` with the same seed draws the same picture."""
-    vk.viz.save_image(vk.viz.make_grid(sample_rows(vae, seed=seed), nrow=8, upscale="auto"), path)
+    device = next(vae.parameters()).device
+    gen = torch.Generator(device=device).manual_seed(seed)
+    vk.viz.sample_grid(vae, 8, (0.5, 0.8, 1.0), generator=gen, upscale="auto", path=path)
 
 
 @contextlib.contextmanager
