@@ -64,23 +64,31 @@ def test_capability_flags():
 def test_standard_normal_sample_is_bit_identical_to_vae_sample_prior(latent):
     vae = vk.VAE(tiny_config(latent=latent))
     prior = vk.priors.StandardNormal().setup(vae.latent_shape)
+    shape = (5, *vae.latent_shape)
+
+    def old_sample_prior(temperature, generator=None):  # VAE.sample_prior before priors
+        return torch.randn(shape, generator=generator) * temperature
+
     for temperature in (0.0, 0.5, 1, 1.7):
         for seed in (0, 1):
-            expected = vae.sample_prior(5, temperature, gen(seed))
+            expected = old_sample_prior(temperature, gen(seed))
             got = prior.sample(5, temperature=temperature, generator=gen(seed))
             assert torch.equal(got, expected)
+            assert torch.equal(vae.sample_prior(5, temperature, gen(seed)), expected)
     torch.manual_seed(3)  # without a generator: the same global-RNG draw
-    expected = vae.sample_prior(4, 0.8)
+    expected = old_sample_prior(0.8)
     torch.manual_seed(3)
-    assert torch.equal(prior.sample(4, temperature=0.8), expected)
+    assert torch.equal(prior.sample(5, temperature=0.8), expected)
     # the same errors for bad arguments
     for bad, err in (("1.0", TypeError), (-1.0, ValueError), (math.nan, ValueError)):
         with pytest.raises(err, match="temperature"):
             vae.sample_prior(2, bad)
         with pytest.raises(err, match="temperature"):
             prior.sample(2, temperature=bad)
-    with pytest.raises(ValueError, match="n must be a positive int"):
+    with pytest.raises(ValueError, match="n must be >= 1, got 0"):
         prior.sample(0)
+    with pytest.raises(TypeError, match="n must be an int, got float"):
+        prior.sample(2.0)
 
 
 def test_standard_normal_kl_is_bit_identical_to_the_kl_loss():

@@ -34,7 +34,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from .._validation import check_finite, check_float_tensor
+from .._validation import check_finite, check_float_tensor, check_int, check_number
 from ..distributions import DiagonalGaussian
 
 __all__ = ["ExPostPrior", "NotFittedError", "Prior", "PriorCapabilityError"]
@@ -70,12 +70,9 @@ def check_latent_shape(shape: object, name: str = "latent_shape") -> tuple[int, 
     return tuple(out)
 
 
-def check_temperature(temperature: object) -> None:
-    """Require a finite number >= 0 (the messages of ``VAE.sample_prior``)."""
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
-        raise TypeError(f"temperature must be a number, got {type(temperature).__name__}")
-    if not (temperature >= 0 and math.isfinite(temperature)):
-        raise ValueError(f"temperature must be a finite number >= 0, got {temperature}")
+def check_temperature(temperature: object) -> float:
+    """Require a finite number >= 0 (the check and message of ``VAE.sample_prior``)."""
+    return check_number(temperature, "temperature", at_least=0)
 
 
 def compute_dtype(*tensors: torch.Tensor) -> torch.dtype:
@@ -303,8 +300,7 @@ class Prior(nn.Module):
     def _check_sample_args(
         self, n: object, temperature: object, generator: torch.Generator | None
     ) -> None:
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"n must be a positive int, got {n!r}")
+        check_int(n, "n")
         check_temperature(temperature)
         self._require_ready()
         device = self.device
