@@ -11,6 +11,10 @@ where a closed form exists (``has_closed_form_kl``; else :func:`mc_kl`).
   2019): :class:`GaussianMixture` (EM), :class:`Flow` (RealNVP, Dinh et al. 2017),
   :class:`LatentDiffusion` (DDPM training, DDIM sampling; no density).
 
+A VAE owns its prior: ``vk.VAE(cfg, prior=...)`` or ``vae.prior = ...`` (bound to the model's
+latent shape and encoder); ``vae.sample``, ``vk.losses.VAELoss``, the likelihood metrics and
+``vae.save``/``vk.VAE.load`` go through it.
+
 Registry: :func:`available`, :func:`build`, :func:`register`; save/load:
 :func:`to_config` / :func:`from_config` with the prior's ``state_dict``.
 """
