@@ -650,6 +650,9 @@ class Trainer:
             metrics["samples"] = evaluate.sample_stats(
                 self.vae, data.first_images(dataset.test, 500), priors, seed=args.seed + 1
             )
+            metrics["posterior_gap_by_prior"] = evaluate.posterior_gaps(
+                self.vae, dataset.test, args, rt.device, priors
+            )
             if dataset.name == "fashion-mnist" and args.fid_samples:
                 metrics["fid"] = evaluate.fashion_fid(
                     self.vae, dataset, args, rt.device, rt.log, priors

@@ -677,11 +677,16 @@ def test_fit_prior_saves_it_into_best_and_reports_both_priors(tmp_path, fmnist):
     assert fid["fd_samples"] == fid["fd_samples_by_prior"]["standard_normal"]
     assert all(math.isfinite(v) and v >= 0 for v in fid["fd_samples_by_prior"].values())
     assert set(metrics["samples"]) == {"images", "real", "standard_normal", "gmm"}
+    gaps = metrics["posterior_gap_by_prior"]
+    assert list(gaps) == ["standard_normal", "gmm"]
+    assert gaps["standard_normal"] == metrics["posterior_gap"]  # N(0, I): the same numbers
+    assert gaps["gmm"]["num_samples"] == 40 and math.isfinite(gaps["gmm"]["mmd"])
     assert 0 <= metrics["samples"]["gmm"]["contrast"] <= 1
     summary = (run / "summary.md").read_text()
     assert re.search(r"\| prior \| N\(0, I\); fitted after training: `gmm:2` on 86 posterior "
                      r"means in [\d.]+ s", summary)  # fmt: skip
     assert "FD gmm samples vs test" in summary and "![samples-gmm](samples-gmm.png)" in summary
+    assert "aggregate posterior MMD to the gmm prior" in summary
 
     # best.safetensors carries the fitted mixture and draws the picture the run drew
     vae = vk.VAE.load(run / "best.safetensors").eval()
@@ -748,15 +753,19 @@ def test_learned_prior_trains_resumes_exactly_and_survives_a_fit(tmp_path, fmnis
     assert isinstance(vk.VAE.load(run / "best-mog.safetensors").prior, vk.priors.MixtureOfGaussians)
 
 
-def test_vamp_prior_starts_from_training_images(tmp_path, fmnist):
-    run = train.main(run_args(tmp_path, "--prior", "vamp:4", "--max-steps", "2",
-                              "--no-final-metrics", root=fmnist))  # fmt: skip
+def test_vamp_prior_starts_from_training_images_and_is_reported(tmp_path, fmnist):
+    run = train.main(run_args(tmp_path, "--prior", "vamp:4", "--max-steps", "2", root=fmnist))
     vae = vk.VAE.load(run / "last.safetensors")
     assert isinstance(vae.prior, vk.priors.VampPrior)
     u = vae.prior.pseudo_inputs.detach()
     assert u.shape == (4, 1, 32, 32) and bool((u[:, :, :2] < 0.05).all())  # the padding border
-    summary_config = json.loads((run / "config.json").read_text())
-    assert summary_config["args"]["prior"] == "vamp:4"
+    assert json.loads((run / "config.json").read_text())["args"]["prior"] == "vamp:4"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["prior"]["trained"]["name"] == "vamp" and "fitted" not in metrics["prior"]
+    assert list(metrics["fid"]["fd_samples_by_prior"]) == ["vamp"]
+    assert list(metrics["posterior_gap_by_prior"]) == ["vamp"]
+    assert math.isfinite(metrics["neg_elbo_nats_per_dim"])  # the ELBO with the VampPrior
+    assert "| prior | `vamp:4` (vamp), learned with the VAE |" in (run / "summary.md").read_text()
 
 
 def test_fit_prior_needs_enough_training_images(tmp_path, fmnist):

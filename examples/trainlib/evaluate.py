@@ -208,10 +208,7 @@ def final_metrics(vae, data: Data, args, rt, *, val_loss_fn, loss_fn, likelihood
         vae, loader, num_samples=min(1000, len(ds)),
         generator=torch.Generator(device=device).manual_seed(args.seed),
     )  # fmt: skip
-    out["posterior_gap"] = {
-        k: getattr(gap, k)
-        for k in ("kl", "kl_per_dim", "mmd", "mmd_noise", "eig_min", "eig_max", "num_samples")
-    }
+    out["posterior_gap"] = {k: getattr(gap, k) for k in GAP_KEYS}
     return out
 
 
@@ -267,6 +264,25 @@ def sample_stats(vae, images: torch.Tensor, priors: dict, *, seed: int, n: int =
     for name, prior in priors.items():
         with using_prior(vae, prior):
             out[name] = vk.metrics.image_stats(draw_samples(vae, n, seed=seed)).mean()
+    return out
+
+
+GAP_KEYS = ("kl", "kl_per_dim", "mmd", "mmd_noise", "eig_min", "eig_max", "num_samples")
+
+
+def posterior_gaps(vae, dataset, args, device, priors: dict) -> dict:
+    """``vk.metrics.aggregate_posterior_gap`` of the evaluation images' latents to each prior
+    (name -> prior; samples only, so a prior without a density works too): how far the
+    prior the model samples from is from where its latents are."""
+    out = {}
+    for name, prior in priors.items():
+        exact = isinstance(prior, vk.priors.StandardNormal)  # closed form: = posterior_gap
+        gap = vk.metrics.aggregate_posterior_gap(
+            vae, eval_loader(dataset, args), num_samples=min(1000, len(dataset)),
+            generator=torch.Generator(device=device).manual_seed(args.seed),
+            prior=None if exact else prior,
+        )  # fmt: skip
+        out[name] = {k: getattr(gap, k) for k in GAP_KEYS}
     return out
 
 
@@ -351,6 +367,10 @@ def write_summary(
         ("aggregate posterior KL/dim", gap.get("kl_per_dim")),
         ("aggregate posterior MMD (noise level)",
          f"{_fmt(gap.get('mmd'))} ({_fmt(gap.get('mmd_noise'))})" if gap else None),
+        *[(f"aggregate posterior MMD to the {name} prior (noise level)",
+           f"{_fmt(g['mmd'])} ({_fmt(g['mmd_noise'])})")
+          for name, g in metrics.get("posterior_gap_by_prior", {}).items()
+          if name != "standard_normal"],
     ]  # fmt: skip
     fid = metrics.get("fid")
     if fid:
