@@ -220,7 +220,7 @@ def prior_targets(p: dict, quality: dict | None = None) -> list[dict]:
                 else f"{latents[0]:,} latents of {' × '.join(map(str, latents[1:]))}")  # fmt: skip
         out.append({
             "target": what,
-            "ours": f"{seconds:.1f} s ({size}, {p['threads']} threads)",
+            "ours": f"{seconds:.1f} s ({size}, torch threads: {p['threads']})",
             "best_peer": "—",
             "met": (seconds <= limit) if full else None,
         })  # fmt: skip
@@ -367,8 +367,8 @@ def _priors(p: dict, h: str) -> list[str]:
         f"FD of {p['samples']:,} samples against {p['test_images']:,} test images (classifier "
         f"accuracy {clf['accuracy']:.3f}, floor FD(train, test) {clf['fd_train_test']:.3f}). "
         f"Flow {st['flow_iterations']:,} steps, LatentDiffusion {st['diffusion_iterations']:,} "
-        f"steps, pythae's second stage {st['two_stage_epochs']} epoch(s); times in seconds with "
-        f"{p['threads']} torch threads. *× N(0, I)*: the prior's sample FD over the same "
+        f"steps, pythae's second stage {st['two_stage_epochs']} epoch(s); times in seconds, "
+        f"torch threads: {p['threads']}. *× N(0, I)*: the prior's sample FD over the same "
         "model's N(0, I) sample FD; *× recon*: over its reconstruction FD.",
         "",
     ]
