@@ -114,6 +114,7 @@ def main(argv: list[str] | None = None) -> Path | None:
     with usage_errors():
         args = options.parse(argv, __doc__)
         args.command = ["train.py", *(sys.argv[1:] if argv is None else argv)]
+        runtime.import_user_code(args.imports)  # user blocks/losses/priors register here
         rt = runtime.setup(args)
     try:
         return train(args, rt)

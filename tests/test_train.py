@@ -772,3 +772,49 @@ def test_fit_prior_needs_enough_training_images(tmp_path, fmnist):
     with pytest.raises(train.UsageError, match=r"--fit-prior gmm:200 fits on the 86 training "
                        r"images' latents and needs at least 200"):  # fmt: skip
         train.main(run_args(tmp_path, "--max-steps", "1", "--fit-prior", "gmm:200", root=fmnist))
+
+
+USER_BLOCK = """
+import torch.nn as nn
+import vaekit as vk
+
+
+@vk.blocks.register("test_import_block")
+class DoubleConv(nn.Module):
+    residual = False
+    changes_channels = True
+
+    def __init__(self, in_ch, out_ch, *, norm="group", act="silu"):
+        super().__init__()
+        self.body = nn.Sequential(vk.blocks.ConvNormAct(in_ch, out_ch, norm=norm, act=act),
+                                  vk.blocks.ConvNormAct(out_ch, out_ch, norm=norm, act=act))
+
+    def forward(self, x):
+        return self.body(x)
+"""
+
+
+def test_import_registers_a_user_block_for_training_and_resume(tmp_path, fmnist):
+    # a model config naming a block from the user's own file: --import makes it buildable, and
+    # the option is saved with the run, so --resume imports it again
+    (tmp_path / "my_blocks.py").write_text(USER_BLOCK)
+    cfg = vk.presets.config("fmnist32").to_dict() | {"block": "test_import_block"}
+    (tmp_path / "model.json").write_text(json.dumps(cfg))
+    common = ["--model-config", str(tmp_path / "model.json"), "--data", "fashion-mnist",
+              "--data-root", str(fmnist), "--eval-every", "100", "--no-final-metrics"]  # fmt: skip
+    try:
+        with pytest.raises(train.UsageError, match="test_import_block"):
+            train.main(run_args(tmp_path, *common, "--max-steps", "1"))  # not registered yet
+        run = train.main(run_args(tmp_path, *common, "--max-steps", "2",
+                                  "--import", str(tmp_path / "my_blocks.py")))  # fmt: skip
+        assert json.loads((run / "config.json").read_text())["args"]["imports"].endswith(".py")
+        vk.blocks.unregister("test_import_block")  # as in a fresh process
+        resumed = train.main(["--resume", str(run), "--max-steps", "3"])
+        assert torch.load(resumed / "trainer_state.pt", weights_only=True)["step"] == 3
+        assert vk.VAE.load(resumed / "last.safetensors").config.block == "test_import_block"
+        with pytest.raises(train.UsageError, match=r"--import 'no_such_module_xyz' failed"):
+            train.main(run_args(tmp_path, *common, "--import", "no_such_module_xyz"))
+    finally:
+        if "test_import_block" in vk.blocks.available():
+            vk.blocks.unregister("test_import_block")
+        sys.modules.pop("my_blocks", None)

@@ -277,6 +277,14 @@ def build_parser(description: str = "", *, with_defaults: bool = True) -> argpar
     add(g, "--threads", type=int, help="torch CPU threads per process (default: torch's choice)")
     add(
         g,
+        "--import",
+        dest="imports",
+        metavar="MODULES",
+        help="comma-separated module names or .py files imported before the model is built "
+        "or loaded, e.g. the file that registers your own block with vk.blocks.register",
+    )
+    add(
+        g,
         "--progress",
         type=_bool_or_auto,
         default="auto",

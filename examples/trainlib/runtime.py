@@ -9,10 +9,13 @@ decisions (best checkpoint, early stopping, LR plateau, time budget).
 from __future__ import annotations
 
 import contextlib
+import importlib
+import importlib.util
 import os
 import sys
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -93,6 +96,33 @@ def setup(args) -> Runtime:
     if world_size > 1:
         dist.init_process_group("nccl" if use_cuda else "gloo")
     return rt
+
+
+def import_user_code(spec: str | None) -> list[str]:
+    """Import ``--import`` modules (names or ``.py`` files), e.g. code that registers a block.
+
+    A saved config that names a user block can only be built once that block is registered,
+    so this runs before anything is built, on every rank, and again on ``--resume`` (the
+    option is saved with the run).
+    """
+    imported = []
+    for item in filter(None, (part.strip() for part in (spec or "").split(","))):
+        path = Path(item)
+        try:
+            if item.endswith(".py") or path.is_file():
+                if not path.is_file():
+                    raise FileNotFoundError(f"no such file {str(path)!r}")
+                name = path.stem
+                spec_ = importlib.util.spec_from_file_location(name, path)
+                module = importlib.util.module_from_spec(spec_)
+                sys.modules[name] = module  # so pickling/lookups by module name work
+                spec_.loader.exec_module(module)
+            else:
+                importlib.import_module(item)
+        except Exception as err:  # the user's code: name it and say what went wrong
+            raise ValueError(f"--import {item!r} failed: {type(err).__name__}: {err}") from err
+        imported.append(item)
+    return imported
 
 
 def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
