@@ -24,6 +24,7 @@ from ._validation import check_float_tensor, check_int, check_reduction, check_s
 __all__ = [
     "DEFAULT_LOGVAR_RANGE",
     "DiagonalGaussian",
+    "as_diagonal_gaussian",
     "gaussian_log_prob",
     "kl_normal",
     "kl_normal_elementwise",
@@ -260,3 +261,18 @@ class DiagonalGaussian:
         return DiagonalGaussian(
             self.mean.to(*args, **kwargs), self.logvar.to(*args, **kwargs), None
         )
+
+
+def as_diagonal_gaussian(q: object) -> DiagonalGaussian:
+    """An encoder's output as a :class:`DiagonalGaussian`: one as is, ``(mean, logvar)`` wrapped.
+
+    Every caller of an encoder (``VAE.encode``, ``VampPrior``, ``encode_dataset``) goes through
+    this one check, so a user encoder gets the same ``TypeError`` wherever it is used.
+    """
+    if isinstance(q, tuple) and len(q) == 2:
+        q = DiagonalGaussian(*q)
+    if not isinstance(q, DiagonalGaussian):
+        raise TypeError(
+            f"the encoder must return a DiagonalGaussian or (mean, logvar), got {type(q).__name__}"
+        )
+    return q

@@ -17,7 +17,7 @@ from torch import nn
 from .._io import read_checkpoint
 from .._validation import check_choice, check_float_tensor, check_int, check_number
 from ..config import VAEConfig
-from ..distributions import DiagonalGaussian
+from ..distributions import DiagonalGaussian, as_diagonal_gaussian
 from ..outputs import VAEOutput
 from ..priors import Prior, StandardNormal
 from ..priors import available as available_priors
@@ -159,14 +159,7 @@ class VAE(nn.Module):
 
     def encode(self, x: torch.Tensor) -> DiagonalGaussian:
         """q(z|x) for a batch of images."""
-        q = self.encoder(x)
-        if isinstance(q, tuple) and len(q) == 2:
-            q = DiagonalGaussian(*q)
-        if not isinstance(q, DiagonalGaussian):
-            raise TypeError(
-                "the encoder must return a DiagonalGaussian or (mean, logvar), got "
-                f"{type(q).__name__}"
-            )
+        q = as_diagonal_gaussian(self.encoder(x))
         return q
 
     def decode_with_logvar(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .._inference import batch_images, evaluating, model_device
 from .._validation import check_choice, check_int
-from ..distributions import DiagonalGaussian
+from ..distributions import as_diagonal_gaussian
 from ._progress import progress_bar
 
 __all__ = ["encode_dataset"]
@@ -106,14 +106,7 @@ def encode_dataset(
                         f"{getattr(x, 'dtype', type(x).__name__)}; convert uint8 images with "
                         "x.float() / 255"
                     )
-                q = encode(x.to(device))
-                if isinstance(q, tuple) and len(q) == 2:
-                    q = DiagonalGaussian(*q)
-                if not isinstance(q, DiagonalGaussian):
-                    raise TypeError(
-                        "the encoder must return a DiagonalGaussian or (mean, logvar), got "
-                        f"{type(q).__name__}"
-                    )
+                q = as_diagonal_gaussian(encode(x.to(device)))
                 z = q.mean if use == "mean" else q.sample(generator=generator)
                 if z.dtype in (torch.float16, torch.bfloat16):
                     z = z.float()

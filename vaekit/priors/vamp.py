@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from .._validation import check_float_tensor, check_int
-from ..distributions import DiagonalGaussian
+from ..distributions import DiagonalGaussian, as_diagonal_gaussian
 from ._mixture import diagonal_mixture_log_prob, diagonal_mixture_sample
 from .base import Prior, compute_dtype
 from .registry import register
@@ -221,14 +221,7 @@ class VampPrior(Prior):
         u = self.pseudo_inputs
         if self.input_range is not None:
             u = u.clamp(*self.input_range)
-        q = self._encoder(u)
-        if isinstance(q, tuple) and len(q) == 2:
-            q = DiagonalGaussian(*q)
-        if not isinstance(q, DiagonalGaussian):
-            raise TypeError(
-                "the encoder must return a DiagonalGaussian or (mean, logvar), got "
-                f"{type(q).__name__}"
-            )
+        q = as_diagonal_gaussian(self._encoder(u))
         if tuple(q.mean.shape[1:]) != shape:
             raise ValueError(
                 f"the encoder gives latents of shape {tuple(q.mean.shape[1:])} but the prior's "
