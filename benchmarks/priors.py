@@ -33,7 +33,7 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from common import PeerUnavailable, crop28, fashion_mnist, pad32, peer_status
+from common import crop28, fashion_mnist, pad32
 
 import vaekit as vk
 
@@ -187,18 +187,10 @@ def run_priors(args, device, log) -> dict:
     }  # fmt: skip
     budget = quality.Budget(args.budget_images, args.budget_seconds, args.max_train_seconds)
     for name in args.prior_systems:
-        _, description, peer, latent = quality.SYSTEMS[name]
-        row = {"description": description, "peer": peer, "latent": latent}
-        section["systems"][name] = row
-        if peer is not None and not peer_status(peer).available:
-            row["unavailable"] = peer_status(peer).reason
-            log(f"[priors] {name}: {row['unavailable']}")
+        trained = quality.train_or_skip(name, section, x_train, budget, seed, device, log, "priors")
+        if trained is None:
             continue
-        try:
-            c, watch = quality.train_system(name, x_train, budget, seed, device, log)
-        except PeerUnavailable as err:
-            row["unavailable"] = str(err)
-            continue
+        row, c, watch = trained
         row.update(params=c.params, stopped=watch.stopped, at=watch.at, results={})
         score = pythae_priors if c.peer == "pythae" else vaekit_priors
         for which, state in watch.snapshots.items():

@@ -302,6 +302,25 @@ def train_system(name: str, x_train: torch.Tensor, budget: Budget, seed: int, de
     return c, watch
 
 
+def train_or_skip(name: str, section: dict, x_train, budget: Budget, seed: int, device, log, part):
+    """Record system ``name``'s row in ``section["systems"]`` (description, peer, latent) and
+    train it: ``(row, contender, watch)``, or ``None`` when its peer is missing (then
+    ``row["unavailable"]`` says why). Shared by the quality and priors parts."""
+    _, description, peer, latent = SYSTEMS[name]
+    row = {"description": description, "peer": peer, "latent": latent}
+    section["systems"][name] = row
+    if peer is not None and not peer_status(peer).available:
+        row["unavailable"] = peer_status(peer).reason
+        log(f"[{part}] {name}: {row['unavailable']}")
+        return None
+    try:
+        c, watch = train_system(name, x_train, budget, seed, device, log)
+    except PeerUnavailable as err:
+        row["unavailable"] = str(err)
+        return None
+    return row, c, watch
+
+
 # -- evaluation --------------------------------------------------------------------------------
 @torch.no_grad()
 def _batched(fn, x: torch.Tensor, batch: int = 500) -> torch.Tensor:
@@ -383,18 +402,11 @@ def run_quality(args, device, log) -> dict:
     }
     budget = Budget(args.budget_images, args.budget_seconds, args.max_train_seconds)
     for name in args.systems:
-        _, description, peer, latent = SYSTEMS[name]
-        row = {"description": description, "peer": peer, "latent": latent}
-        section["systems"][name] = row
-        if peer is not None and not peer_status(peer).available:
-            row["unavailable"] = peer_status(peer).reason
-            log(f"[quality] {name}: {row['unavailable']}")
+        trained = train_or_skip(name, section, x_train, budget, seed, device, log, "quality")
+        if trained is None:
             continue
-        try:
-            c, watch = train_system(name, x_train, budget, seed, device, log)
-        except PeerUnavailable as err:
-            row["unavailable"] = str(err)
-            continue
+        row, c, watch = trained
+        peer = row["peer"]
         row.update(
             params=c.params, notes=c.notes, version=peer_status(peer).version if peer else None
         )

@@ -12,6 +12,14 @@ BUDGETS = ("images", "time")
 QUALITY_SETTINGS = ("classifier", "train_images", "test_images", "prior_samples", "budget")
 
 
+def budget_titles(budget: dict) -> dict[str, str]:
+    """Section titles of the two budgets (same words in the quality and priors tables)."""
+    return {
+        "images": f"{budget['images']:,} training images seen",
+        "time": f"{budget['seconds'] / 60:g} min of training wall-clock",
+    }
+
+
 def _f(v, fmt=".3g", missing="—") -> str:
     if v is None:
         return missing
@@ -304,10 +312,7 @@ def _quality(q: dict, h: str) -> list[str]:
         "",
     ]
     systems = q["systems"]
-    titles = {
-        "images": f"{b['images']:,} training images seen",
-        "time": f"{b['seconds'] / 60:g} min of training wall-clock",
-    }
+    titles = budget_titles(b)
     for which, title in titles.items():
         lines += [f"{h}## Budget: {title}", ""]
         rows = []
@@ -372,10 +377,7 @@ def _priors(p: dict, h: str) -> list[str]:
         "model's N(0, I) sample FD; *× recon*: over its reconstruction FD.",
         "",
     ]
-    titles = {
-        "images": f"{b['images']:,} training images seen",
-        "time": f"{b['seconds'] / 60:g} min of training wall-clock",
-    }
+    titles = budget_titles(b)
     for which, title in titles.items():
         lines += [f"{h}## Budget: {title}", ""]
         rows = []
