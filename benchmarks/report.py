@@ -10,6 +10,9 @@ END = "<!-- END GENERATED RESULTS -->"
 BUDGETS = ("images", "time")
 # quality settings that must agree before rows from different runs share a table
 QUALITY_SETTINGS = ("classifier", "train_images", "test_images", "prior_samples", "budget")
+PRIORS_SETTINGS = ("classifier", "train_images", "fit_images", "test_images", "samples",
+                   "threads", "budget", "settings")  # fmt: skip
+POOLED = {"quality": QUALITY_SETTINGS, "priors": PRIORS_SETTINGS}  # parts whose rows pool
 
 
 def budget_titles(budget: dict) -> dict[str, str]:
@@ -238,21 +241,25 @@ def prior_targets(p: dict, quality: dict | None = None) -> list[dict]:
 def merge(runs: list[dict]) -> dict:
     """One results dict from several runs of pieces (``--parts``/``--systems``) on one machine.
 
-    Quality rows are pooled in the order the runs are given (the targets re-checked on the
-    pool), and only when the classifier, budgets and test set agree; every other part must
-    come from exactly one run. Mode, versions, peers and machine must agree too: a table
+    Quality and priors rows are pooled in the order the runs are given (the targets
+    re-checked on the pool), and only when the classifier, budgets, test set and (priors)
+    fit settings agree; every other part must come from exactly one run. Mode, versions, peers and machine must agree too: a table
     never mixes numbers it cannot compare. Pieces are listed in the order they ran.
     Raises ``ValueError`` naming the first disagreement.
     """
     if not runs:
         raise ValueError("merge: expected at least one results dict, got none")
     first = runs[0]["meta"]
+    # a peer's "used_for" is a description that grows with the parts (the priors part added
+    # pythae's samplers): runs agree when each peer has the same version and availability
+    same_peer = lambda m: {k: (v["version"], v["available"]) for k, v in m["peers"].items()}
     for i, r in enumerate(runs[1:], 1):
         m = r["meta"]
-        for key in ("mode", "versions", "peers"):
-            if m[key] != first[key]:
+        for key, get in (("mode", None), ("versions", None), ("peers", same_peer)):
+            ours, theirs = (m[key], first[key]) if get is None else (get(m), get(first))
+            if ours != theirs:
                 raise ValueError(f"merge: run {i} has a different {key!r} than run 0: "
-                                 f"{m[key]!r} vs {first[key]!r}")  # fmt: skip
+                                 f"{ours!r} vs {theirs!r}")  # fmt: skip
         for key in ("cpu", "cpu_count", "torch_threads", "device", "platform", "python"):
             if m["machine"][key] != first["machine"][key]:
                 raise ValueError(f"merge: run {i} ran on a different machine ({key}: "
@@ -267,6 +274,9 @@ def merge(runs: list[dict]) -> dict:
     pieces.sort(key=lambda p: p["date"])  # "YYYY-mm-dd HH:MM TZ": the order they ran in
     meta = {**first, "date": f"{pieces[0]['date']} to {pieces[-1]['date']}", "pieces": pieces,
             "seconds": sum(p["seconds"] for p in pieces)}  # fmt: skip
+    latest = max(runs, key=lambda r: r["meta"]["date"])  # the newest run's descriptions
+    meta["peers"] = {k: {**v, "used_for": latest["meta"]["peers"][k]["used_for"]}
+                     for k, v in first["peers"].items()}  # fmt: skip
     meta["command"] = " && ".join(p["command"] for p in pieces)
     parts: dict = {}
     errors: dict = {}
@@ -275,20 +285,20 @@ def merge(runs: list[dict]) -> dict:
         for name, part in r["parts"].items():
             if name not in parts:
                 parts[name] = (
-                    part if name != "quality" else {**part, "systems": dict(part["systems"])}
+                    part if name not in POOLED else {**part, "systems": dict(part["systems"])}
                 )
                 continue
-            if name != "quality":
+            if name not in POOLED:
                 raise ValueError(f"merge: part {name!r} appears in more than one run (run {i} "
                                  "again); merge pieces that measured different parts")  # fmt: skip
-            pooled = parts["quality"]
-            for key in QUALITY_SETTINGS:
+            pooled = parts[name]
+            for key in POOLED[name]:
                 if part[key] != pooled[key]:
-                    raise ValueError(f"merge: quality rows of run {i} were measured with a "
+                    raise ValueError(f"merge: {name} rows of run {i} were measured with a "
                                      f"different {key!r}: {part[key]!r} vs {pooled[key]!r}")  # fmt: skip
             again = sorted(set(part["systems"]) & set(pooled["systems"]))
             if again:
-                raise ValueError(f"merge: quality system(s) {again} appear in more than one run")
+                raise ValueError(f"merge: {name} system(s) {again} appear in more than one run")
             pooled["systems"].update(part["systems"])
     if "quality" in parts:
         parts["quality"]["targets"] = targets(parts["quality"]["systems"])

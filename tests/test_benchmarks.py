@@ -125,28 +125,40 @@ from report import merge, render  # noqa: E402
 
 
 def _split(res: dict, parts: set[str], systems: set[str] | None = None) -> dict:
-    """One piece of ``res``: some parts, and for quality some systems (as ``--parts``/``--systems``)."""
+    """One piece of ``res``: some parts, and for quality and priors some systems (as
+    ``--parts``/``--systems``/``--prior-systems``)."""
     out = json.loads(json.dumps(res))
     out["parts"] = {k: v for k, v in out["parts"].items() if k in parts}
-    if systems is not None and "quality" in out["parts"]:
-        q = out["parts"]["quality"]
-        q["systems"] = {k: v for k, v in q["systems"].items() if k in systems}
+    for name in ("quality", "priors"):
+        if systems is not None and name in out["parts"]:
+            part = out["parts"][name]
+            part["systems"] = {k: v for k, v in part["systems"].items() if k in systems}
     return out
 
 
 def test_merge_of_pieces_gives_back_the_whole_run(quick_run):
     res, _ = quick_run
     names = list(res["parts"]["quality"]["systems"])
+    prior_names = list(res["parts"]["priors"]["systems"])
+    assert len(prior_names) > 1
     pieces = [
-        _split(res, {"quality"}, set(names[:1])),
+        _split(res, {"quality", "priors"}, {names[0], prior_names[0]}),
         _split(res, {"quality", "import"}, set(names[1:])),
-        _split(res, set(res["parts"]) - {"quality", "import"}),
+        _split(res, {"priors"}, set(prior_names[1:])),
+        _split(res, set(res["parts"]) - {"quality", "import", "priors"}),
     ]
     merged = merge(pieces)
-    assert merged["parts"] == res["parts"]  # quality pooled, targets re-checked on the pool
-    assert len(merged["meta"]["pieces"]) == 3
+    # quality and priors rows pooled, both parts' targets re-checked on the pool
+    assert merged["parts"] == res["parts"]
+    assert len(merged["meta"]["pieces"]) == 4
     md = render(merged)
-    assert "merged from 3 runs" in md and "| `vaekit-fmnist32` |" in md
+    assert "merged from 4 runs" in md and "| `vaekit-fmnist32` |" in md
+    other = _split(res, {"priors"}, set(prior_names[1:]))
+    other["parts"]["priors"]["settings"]["flow_iterations"] += 1
+    with pytest.raises(ValueError, match=r"priors rows of run 1 .* different 'settings'"):
+        merge([pieces[0], other])
+    with pytest.raises(ValueError, match=r"priors system\(s\) \[.*\] appear in more than one"):
+        merge([pieces[0], pieces[2], pieces[2]])
 
 
 def _quality_run(systems: dict, accuracy: float = 0.9) -> dict:
@@ -205,6 +217,19 @@ def test_merge_refuses_other_machines_versions_and_repeated_parts():
         merge([a, b])
     with pytest.raises(ValueError, match="at least one"):
         merge([])
+
+
+def test_merge_takes_the_newest_description_of_a_peer_and_refuses_another_version():
+    a, b = _quality_run({"a": 1.0}), _quality_run({"b": 1.0})
+    peer = {"version": "0.1", "available": True, "reason": None, "used_for": "VAE"}
+    a["meta"]["peers"] = {"pythae": peer}
+    b["meta"]["peers"] = {"pythae": {**peer, "used_for": "VAE; samplers"}}
+    b["meta"]["date"] = "2026-01-02 10:00 UTC"
+    for runs in ([a, b], [b, a]):
+        assert merge(runs)["meta"]["peers"]["pythae"]["used_for"] == "VAE; samplers"
+    b["meta"]["peers"]["pythae"]["version"] = "0.2"
+    with pytest.raises(ValueError, match="different 'peers'"):
+        merge([a, b])
 
 
 def test_render_cli_merges_pieces(quick_run, tmp_path):
