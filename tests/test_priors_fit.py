@@ -188,6 +188,20 @@ def test_diffusion_on_spatial_latents_uses_the_conv_denoiser():
     assert mlp.sample(2).shape == (2, 2, 3, 3)
 
 
+def test_diffusion_fit_is_reproducible_from_its_generator():
+    latents = torch.randn(64, 2, 3, 3, generator=gen(25))
+    runs = []
+    for _ in range(2):
+        prior = vk.priors.LatentDiffusion(steps=20, sample_steps=4, channels=8, blocks=2)
+        prior.fit(latents, iterations=5, generator=gen(26), progress=False)
+        runs.append((prior.history, prior.sample(4, generator=gen(27))))
+    assert runs[0][0] == runs[1][0]
+    assert torch.equal(runs[0][1], runs[1][1])
+    other = vk.priors.LatentDiffusion(steps=20, sample_steps=4, channels=8, blocks=2)
+    other.fit(latents, iterations=5, generator=gen(28), progress=False)
+    assert other.history != runs[0][0]  # the generator, not a global seed, decides
+
+
 @pytest.mark.parametrize("schedule", ["cosine", "linear"])
 def test_beta_schedules_decrease_from_one_to_zero(schedule):
     abar = vk.priors.diffusion.beta_schedule(schedule, 1000)
