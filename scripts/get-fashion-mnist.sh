@@ -7,21 +7,6 @@ if [ -f "$dir/train-images-idx3-ubyte.gz" ] && [ -f "$dir/t10k-images-idx3-ubyte
   echo "[data] Fashion-MNIST found in $dir"
   exit 0
 fi
-SUDO=""
-if [ "$(id -u)" != 0 ]; then
-  if command -v sudo >/dev/null; then SUDO=sudo; else
-    echo "[data] Fashion-MNIST is missing and this is not root: run as root" \
-         "'apt-get update && apt-get install -y dataset-fashion-mnist'" >&2
-    exit 1
-  fi
-fi
-echo "[data] installing the Debian package dataset-fashion-mnist"
-log=$(mktemp)
-if ! { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq \
-    dataset-fashion-mnist; } > "$log" 2>&1; then
-  cat "$log" >&2
-  echo "[data] failed to install dataset-fashion-mnist (apt output above)" >&2
-  exit 1
-fi
-rm -f "$log"
+source "$(dirname "$0")/_apt.sh"
+apt_install data dataset-fashion-mnist || exit 1
 echo "[data] Fashion-MNIST installed in $dir"
