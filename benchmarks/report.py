@@ -274,7 +274,8 @@ def merge(runs: list[dict]) -> dict:
     pieces.sort(key=lambda p: p["date"])  # "YYYY-mm-dd HH:MM TZ": the order they ran in
     meta = {**first, "date": f"{pieces[0]['date']} to {pieces[-1]['date']}", "pieces": pieces,
             "seconds": sum(p["seconds"] for p in pieces)}  # fmt: skip
-    latest = max(runs, key=lambda r: r["meta"]["date"])  # the newest run's descriptions
+    # the newest run's descriptions (a merged run's date reads "first to last")
+    latest = max(runs, key=lambda r: r["meta"]["date"].split(" to ")[-1])
     meta["peers"] = {k: {**v, "used_for": latest["meta"]["peers"][k]["used_for"]}
                      for k, v in first["peers"].items()}  # fmt: skip
     meta["command"] = " && ".join(p["command"] for p in pieces)
