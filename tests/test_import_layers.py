@@ -24,7 +24,10 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "core": (),  # argument checks, registries, file formats, the maths losses and metrics share
     "shared": ("core",),  # distributions, typed outputs, schedules
     "blocks": ("shared",),
-    "config": ("blocks",),  # VAEConfig checks block names against the block registry
+    "config": ("blocks",),
+    "discriminators": (
+        "blocks",
+    ),  # PatchGAN builds from the norm/act factories  # VAEConfig checks block names against the block registry
     "priors": ("config",),  # VampPrior gets an encoder passed in, never imports models
     "models": ("priors",),
     "presets": ("models",),
@@ -32,7 +35,13 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "losses": ("shared",),  # the KL reaches the prior through out.prior, not by import
     "metrics": ("shared",),  # models come in as arguments (vae.prior, vae.encode)
     "viz": ("metrics",),
-    "facade": ("presets", "data", "losses", "viz"),  # vaekit/__init__.py: `import vaekit as vk`
+    "facade": (
+        "presets",
+        "discriminators",
+        "data",
+        "losses",
+        "viz",
+    ),  # vaekit/__init__.py: `import vaekit as vk`
     "explore": ("facade",),  # the Gradio app, on top of everything, never imported by it
 }
 
@@ -50,6 +59,7 @@ MODULE_LAYERS: dict[str, str] = {
     "vaekit.schedules": "shared",
     "vaekit.blocks": "blocks",
     "vaekit.config": "config",
+    "vaekit.discriminators": "discriminators",
     "vaekit.priors": "priors",
     "vaekit.models": "models",
     "vaekit.presets": "presets",

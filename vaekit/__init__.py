@@ -9,12 +9,24 @@ __version__ = "0.1.0"
 
 # Imports run one way (tests/test_import_layers.py holds the table and checks every module):
 #   core (_validation, _registry, _io, _maths, _weights, _inference) -> shared (distributions,
-#   outputs, schedules) -> blocks -> config -> priors -> models -> presets;  shared -> data;
+#   outputs, schedules) -> blocks -> config -> priors -> models -> presets;  blocks ->
+#   discriminators;  shared -> data;
 #   shared -> losses (+ functional);  shared -> metrics -> viz;  this file imports them all,
 #   and explore (the Gradio app) sits on top. Losses and metrics never import each other;
 #   they reach a model's parts (vae.prior) through the objects they are given.
 
-from . import blocks, data, functional, losses, metrics, presets, priors, schedules, viz
+from . import (
+    blocks,
+    data,
+    discriminators,
+    functional,
+    losses,
+    metrics,
+    presets,
+    priors,
+    schedules,
+    viz,
+)
 from ._validation import DTypeError
 from .config import VAEConfig
 from .distributions import DiagonalGaussian
@@ -33,6 +45,7 @@ __all__ = [
     "__version__",
     "blocks",
     "data",
+    "discriminators",
     "functional",
     "losses",
     "metrics",

@@ -1,10 +1,12 @@
 """Losses for VAEs: a registry of ``nn.Module`` losses and the composed VAE objective.
 
 ``vk.losses.build("ssim")``, ``vk.losses.Weighted({...})``, ``vk.losses.MultiScale(...)``,
-``vk.losses.KL(free_bits=...)``, ``vk.losses.VAELoss(recon=..., kl=..., beta=...)``. The
+``vk.losses.KL(free_bits=...)``, ``vk.losses.VAELoss(recon=..., kl=..., beta=...)``,
+``vk.losses.Adversarial(discriminator, ...)`` (``VAELoss(..., adversarial=...)``). The
 functional twins live in :mod:`vaekit.functional`. See ``docs/losses.md``.
 """
 
+from .adversarial import ADVERSARIAL_LOSSES, Adversarial
 from .compose import MultiScale, Weighted
 from .kl import KL
 from .likelihood import GaussianNLLLoss, LaplaceNLLLoss
@@ -22,8 +24,10 @@ from .structural import MSSSIMLoss, SSIMLoss, ms_ssim_levels
 from .vae_loss import VAELoss
 
 __all__ = [
+    "ADVERSARIAL_LOSSES",
     "KL",
     "VGG16_LAYERS",
+    "Adversarial",
     "BCELoss",
     "FFTLoss",
     "GaussianNLLLoss",

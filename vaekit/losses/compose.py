@@ -24,7 +24,7 @@ from .structural import MSSSIMLoss, SSIMLoss
 __all__ = ["RESERVED_TERMS", "MultiScale", "Weighted", "loss_terms", "reduction_of"]
 
 # names VAELoss puts in LossOutput.terms itself
-RESERVED_TERMS = ("recon", "kl", "kl_raw", "total")
+RESERVED_TERMS = ("recon", "kl", "kl_raw", "total", "adv", "adv_weight")
 # built-ins whose value is one number per image (reduction="none" gives (B,))
 _PER_IMAGE_LOSSES = (SSIMLoss, MSSSIMLoss, PerceptualLoss, LPIPSLoss)
 

@@ -28,6 +28,7 @@ from torch import nn
 from .._validation import check_image, check_int, check_number, check_same_shape
 from ..outputs import LossOutput, VAEOutput
 from ..schedules import Constant, Schedule
+from .adversarial import Adversarial
 from .compose import RESERVED_TERMS, _as_module, _combine, loss_terms, reduction_of
 from .kl import KL
 
@@ -52,6 +53,10 @@ class VAELoss(nn.Module):
         ignore_recon_logvar: by default a decoder log-variance (``out.recon_logvar``) that the
             reconstruction loss cannot use is a ``ValueError`` (the variance head would get
             no gradient); set True to drop it instead.
+        adversarial: an :class:`~vaekit.losses.Adversarial` term: its ``λ · L_G`` on
+            ``out.recon`` is added to the total (its adaptive weight balances it against the
+            reconstruction loss), and :meth:`discriminator_loss` gives the discriminator's
+            step. See ``docs/sharp-images.md``.
 
     The KL is to ``out.prior`` (the model's prior, N(0, I) if ``None``): closed form where
     the prior has one (``StandardNormal``: exactly as before priors were swappable), else a
@@ -62,8 +67,9 @@ class VAELoss(nn.Module):
     Returns:
         :class:`~vaekit.LossOutput`: ``total`` (differentiable), ``terms`` (detached: each
         reconstruction part by name, ``recon``, ``kl`` after free bits and ``kl_raw``, both in
-        nats per sample, and ``kl_mc`` (= ``kl_raw``) only when the KL is a Monte Carlo
-        estimate) and ``beta``.
+        nats per sample, ``kl_mc`` (= ``kl_raw``) only when the KL is a Monte Carlo
+        estimate, and ``adv`` (the generator loss) and ``adv_weight`` (its weight λ, 0 before
+        the term starts) with an adversarial term) and ``beta``.
 
     Example:
         >>> import torch, vaekit as vk
@@ -88,6 +94,7 @@ class VAELoss(nn.Module):
         *,
         kl_scale: str | float = "auto",
         ignore_recon_logvar: bool = False,
+        adversarial: Adversarial | None = None,
     ) -> None:
         super().__init__()
         self.recon = _as_module(recon, "recon")
@@ -118,6 +125,11 @@ class VAELoss(nn.Module):
             check_number(kl_scale, "kl_scale", above=0)
         self.kl_scale = kl_scale
         self.ignore_recon_logvar = bool(ignore_recon_logvar)
+        if adversarial is not None and not isinstance(adversarial, Adversarial):
+            raise TypeError(
+                f"adversarial must be a vaekit.losses.Adversarial, got {type(adversarial).__name__}"
+            )
+        self.adversarial = adversarial
 
     def beta_at(self, step: int) -> float:
         """β at ``step`` (validated: a finite number >= 0)."""
@@ -146,6 +158,11 @@ class VAELoss(nn.Module):
                     f"beta is a schedule ({self.beta!r}), so the loss depends on the training "
                     "step; pass step=... (e.g. loss(out, x, step=step)), or a number as beta"
                 )
+            if self.adversarial is not None and self.adversarial.start > 0:
+                raise TypeError(
+                    f"the adversarial term starts at step {self.adversarial.start}, so the loss "
+                    "depends on the training step; pass step=..."
+                )
             step = 0
         step = check_int(step, "step", minimum=0)
         check_image(x, "x")
@@ -170,7 +187,29 @@ class VAELoss(nn.Module):
         }
         terms["recon"] = recon.detach()
         terms.update({name: value.detach() for name, value in kl_terms.items()})
+        if self.adversarial is not None:
+            adv = self.adversarial.generator_loss(out.recon, step=step, recon_loss=recon)
+            total = total + adv.total
+            terms.update(adv.terms)
         return LossOutput(total=total, terms=terms, beta=beta)
+
+    def discriminator_loss(
+        self, out: VAEOutput, x: torch.Tensor, step: int | None = None
+    ) -> LossOutput:
+        """The discriminator's step: ``adversarial.discriminator_loss(x, out.recon, step=step)``.
+
+        ``out.recon`` is detached, so this loss trains the discriminator only; call it after
+        the VAE's step with the same ``out`` and back-propagate into the discriminator's own
+        optimizer. A ``ValueError`` without an adversarial term.
+        """
+        if self.adversarial is None:
+            raise ValueError(
+                "this VAELoss has no adversarial term: build it with "
+                "VAELoss(..., adversarial=vk.losses.Adversarial(discriminator, ...))"
+            )
+        if not isinstance(out, VAEOutput):
+            raise TypeError(f"out must be a vaekit.VAEOutput, got {type(out).__name__}")
+        return self.adversarial.discriminator_loss(x, out.recon, step=step)
 
     def extra_repr(self) -> str:
         return f"beta={self.beta!r}, kl_scale={self.kl_scale!r}"

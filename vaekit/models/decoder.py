@@ -75,6 +75,13 @@ class Decoder(nn.Module):
             self.log_sigma2 = nn.Parameter(torch.zeros(()))
 
     @property
+    def last_layer(self) -> nn.Parameter:
+        """The weight of the final conv: where an adversarial term's adaptive weight compares
+        the reconstruction and adversarial gradients (``vk.losses.Adversarial(last_layer=...)``).
+        """
+        return self.out_conv.weight
+
+    @property
     def latent_shape(self) -> tuple[int, ...]:
         """Shape of one latent (without batch)."""
         return self.config.latent_shape
