@@ -55,9 +55,17 @@ def make_run(
     return folder
 
 
-def metrics(psnr: float, fd: float, steps: int = 100) -> dict:
-    """A metrics.json in the trainer's shape (a few of its keys)."""
+def metrics(psnr: float, fd: float, steps: int = 100, sharpness: float | None = None) -> dict:
+    """A metrics.json in the trainer's shape (a few of its keys); ``sharpness`` adds the
+    sharpness and contrast ratios (reconstructions and N(0, I) samples) the trainer reports."""
+    extra = {}
+    if sharpness is not None:
+        extra = {
+            f"{key}_ratio": {"reconstructions": value, "samples": {"standard_normal": value / 2}}
+            for key, value in (("sharpness", sharpness), ("contrast", min(1.0, 2 * sharpness)))
+        }
     return {
+        **extra,
         "run": {
             "steps": steps,
             "best_val_total": 0.5 - psnr / 100,

@@ -4,6 +4,7 @@ the comparison table, the page's error handling and its privacy settings."""
 from __future__ import annotations
 
 import json
+import math
 import socket
 import subprocess
 import sys
@@ -290,6 +291,36 @@ def test_metrics_rows_mark_the_better_value(values):
     assert rows["steps"].best is None
 
 
+@given(st.lists(st.floats(0.01, 10, allow_nan=False), min_size=2, max_size=5))
+def test_metrics_rows_mark_the_ratio_nearest_one(values):
+    runs = [{"sharpness_ratio": {"samples": {"gmm": v}}, "contrast_ratio": {"x": 1 / v}}
+            for v in values]  # fmt: skip
+    rows = {r.name: r for r in E.metrics_rows(runs)}
+    distance = [abs(math.log(v)) for v in values]
+    for name in ("sharpness_ratio.samples.gmm", "contrast_ratio.x"):  # 1/v: as far from 1 as v
+        row = rows[name]
+        if len(set(distance)) == 1:
+            assert row.best is None
+        else:
+            assert distance[row.best] == min(distance), (name, values, row.best)
+        assert E.closer_to_one(name) and E.is_headline(name)
+
+
+def test_ratio_rows_are_headline_rows_after_the_distances():
+    runs = [metrics(20.0, 9.0, sharpness=0.3), metrics(21.0, 8.0, sharpness=0.9)]
+    names = [r.name for r in E.metrics_rows(runs)]
+    ratios = ["sharpness_ratio.reconstructions", "sharpness_ratio.samples.standard_normal",
+              "contrast_ratio.reconstructions", "contrast_ratio.samples.standard_normal"]  # fmt: skip
+    at = names.index("fid.fd_samples")
+    assert names[at + 1 : at + 5] == ratios
+    head = [n for n in names if E.is_headline(n)]
+    assert set(ratios) <= set(head) and "kl_per_dim.mean" not in head
+    lines = E.metrics_markdown(E.metrics_rows(runs), ["blurry", "sharp"]).splitlines()
+    assert "| sharpness_ratio.reconstructions →1 | 0.3 | **0.9** ✓ |" in lines
+    # contrast 0.6 vs 1.8 (capped at 1.0 in the helper): 1.0 is nearest
+    assert "| contrast_ratio.reconstructions →1 | 0.6 | **1** ✓ |" in lines
+
+
 def test_metrics_markdown_table(flat_run, tmp_path):
     other = metrics(25.0, 12.0)
     rows = E.metrics_rows([E.load_run(flat_run).metrics, other, {}])
@@ -344,11 +375,11 @@ def app(tmp_path):
     folder = write_images(tmp_path / "imgs", 4, (16, 16))
     ex = E.Explorer(images=folder)  # a run trained on a folder that is gone: --images
     history = [(10, "train", 0.6, 30.0), (20, "val", 0.5, 33.0)]
-    ex.open(
-        make_run(
-            tmp_path / "flat", tiny_vae(), data="/gone", metrics=metrics(20, 9), history=history
-        )
-    )
+    run = make_run(
+        tmp_path / "flat", tiny_vae(), data="/gone", metrics=metrics(20, 9, sharpness=0.4),
+        history=history,
+    )  # fmt: skip
+    ex.open(run)
     demo = build_app(ex, messages=["'/x' could not be opened"])
     fns = {f.fn.__name__: f.fn for f in demo.fns.values() if f.fn is not None}
     return gr, demo, fns, ex
@@ -395,6 +426,12 @@ def test_handlers_work(app):
     assert "PSNR" in msg
     out = fns["show_compare"](["flat"], 0, 1.0)
     assert "second run" in out[0] and "psnr" in out[1] and out[-1].ndim == 3
+    # the blur and contrast ratios are headline rows, explained under the table
+    from vaekit.explore.app import RATIO_NOTE
+
+    assert "| sharpness_ratio.reconstructions →1 | 0.4 |" in out[1]
+    assert "| contrast_ratio.samples.standard_normal →1 | 0.4 |" in out[1]
+    assert out[1].endswith(RATIO_NOTE) and "below 1: blurrier" in out[1]
 
 
 def test_launch_is_local_and_offline(app, monkeypatch):

@@ -402,6 +402,148 @@ def test_image_stats():
     )  # fmt: skip
 
 
+# -- radial power spectrum --------------------------------------------------------------------
+def _ring_count(h: int, w: int, k: int) -> int:
+    """Coefficients of an H x W spectrum at round(|f| * max(H, W)) == k, counted by hand."""
+    size = max(h, w)
+
+    def signed(n: int) -> list[int]:  # FFT order: 0, 1, ..., then the negative frequencies
+        return [i if i <= n // 2 else i - n for i in range(n)]
+
+    return sum(round(math.hypot(j / h, i / w) * size) == k for j in signed(h) for i in signed(w))
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    size=st.sampled_from([(16, 16), (12, 20), (20, 12), (9, 9)]),
+    along=st.sampled_from(["rows", "cols"]),
+    cycles=st.integers(1, 4),
+    amplitude=st.floats(0.05, 0.5),
+    phase=st.floats(0, 2 * math.pi),
+)
+def test_radial_spectrum_of_a_pure_tone_is_one_ring_in_closed_form(
+    size, along, cycles, amplitude, phase
+):
+    h, w = size
+    n = w if along == "cols" else h  # the tone runs along this axis: `cycles` periods in n px
+    col = torch.arange(n, dtype=torch.float64)
+    wave = 0.5 + amplitude * torch.cos(2 * math.pi * cycles * col / n + phase)
+    x = (wave.view(1, n) if along == "cols" else wave.view(n, 1)).expand(h, w)
+    x = x.expand(3, 2, h, w)  # 3 images, 2 identical channels
+    freq, power = M.radial_power_spectrum(x, window=None)
+    assert freq.dtype == power.dtype == torch.float64
+    ring = round(cycles / n * max(h, w))  # the tone's frequency in cycles/pixel, on the ring grid
+    # two coefficients (+-f) of |X|^2 = (A H W / 2)^2 each, normalised by H W, mean over the ring
+    want = torch.zeros_like(power)
+    want[ring] = 2 * (amplitude * h * w / 2) ** 2 / (h * w) / _ring_count(h, w, ring)
+    torch.testing.assert_close(power, want, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(freq, torch.arange(len(freq), dtype=torch.float64) / max(h, w))
+    # the (periodic) Hann window spreads each coefficient to its 8 neighbours only: the tone's
+    # power stays in their rings; on the long axis the peak stays put away from the ends
+    # (ring 0 is one coefficient, the last ring loses its outer neighbour)
+    hann = M.radial_power_spectrum(x, window="hann").power
+    other = h if along == "cols" else w
+    near = {round(math.hypot((cycles + d) / n, e / other) * max(h, w))
+            for d in (-1, 0, 1) for e in (-1, 0, 1)}  # fmt: skip
+    far = [k for k in range(len(hann)) if k not in near]
+    assert float(hann[far].abs().sum()) < 1e-9 * float(hann.sum())
+    if n == max(h, w) and 2 <= ring < len(hann) - 1:
+        assert int(hann.argmax()) == ring
+
+
+def test_radial_spectrum_of_a_constant_image_is_its_mean():
+    x = torch.full((2, 1, 6, 10), 0.25, dtype=torch.float64)
+    freq, power = M.radial_power_spectrum(x, remove_mean=False, window=None)
+    assert freq.shape == (6,) and float(freq[-1]) == 0.5
+    want = torch.zeros(6, dtype=torch.float64)
+    want[0] = 0.25**2 * 6 * 10  # |X(0)|^2 / (H W) = (c H W)^2 / (H W), one coefficient
+    torch.testing.assert_close(power, want)
+    assert float(M.radial_power_spectrum(x, window=None).power.abs().max()) < 1e-20
+
+
+@pytest.mark.parametrize("window", ["hann", None])
+def test_radial_spectrum_of_white_noise_is_flat_at_its_variance(window):
+    sigma = 0.3
+    x = 0.5 + sigma * torch.randn(64, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    spec = M.radial_power_spectrum(x, window=window)
+    assert spec.power.dtype == torch.float32 and spec.frequency.shape == (17,)
+    # rings 2..16 hold 12+ coefficients x 64 images: each mean within a few % of sigma^2; ring 1
+    # loses a little to the mean removal under the window (its leakage reaches ring 1)
+    first = 1 if window is None else 2
+    ratio = spec.power[first:] / sigma**2
+    assert float(ratio.min()) > 0.75 and float(ratio.max()) < 1.25, ratio
+    per_image = M.radial_power_spectrum(x, window=window, reduction="none").power
+    assert per_image.shape == (64, 17)
+    torch.testing.assert_close(per_image.mean(0), spec.power)
+
+
+def test_radial_spectrum_blur_removes_high_frequencies():
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(8, 3, 24, 24, generator=g, dtype=torch.float64)
+    # a circular 3x3 box blur: every coefficient is multiplied by |H(f)|^2 <= 1
+    blurred = torch.nn.functional.avg_pool2d(
+        torch.nn.functional.pad(x, (1, 1, 1, 1), mode="circular"), 3, 1
+    )
+    sharp = M.radial_power_spectrum(x, window=None).power
+    soft = M.radial_power_spectrum(blurred, window=None).power
+    assert bool((soft <= sharp * (1 + 1e-9)).all())
+    high = slice(len(sharp) // 2, None)  # above 0.25 cycles/pixel the box passes little
+    assert float((soft[high] / sharp[high]).max()) < 0.5
+    # the sharpness statistic agrees
+    assert float(M.image_stats(blurred).sharpness.mean()) < float(M.image_stats(x).sharpness.mean())
+    # and the windowed spectrum (the default) tells the same story
+    hann_ratio = M.radial_power_spectrum(blurred).power / M.radial_power_spectrum(x).power
+    assert float(hann_ratio[high].max()) < 0.5
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n=st.integers(1, 3),
+    c=st.integers(1, 3),
+    h=st.integers(2, 17),
+    w=st.integers(2, 17),
+    channels=st.sampled_from(M.spectrum.CHANNELS),
+    window=st.sampled_from(M.spectrum.WINDOWS),
+    seed=st.integers(0, 2**31 - 1),
+    shift=st.tuples(st.integers(0, 16), st.integers(0, 16)),
+)
+def test_radial_spectrum_shapes_and_invariances(n, c, h, w, channels, window, seed, shift):
+    x = torch.rand(n, c, h, w, generator=torch.Generator().manual_seed(seed))
+    kw = {"channels": channels, "window": window}
+    freq, power = M.radial_power_spectrum(x, **kw)
+    k = max(h, w) // 2 + 1
+    assert freq.shape == power.shape == (k,) and power.dtype == torch.float32
+    assert float(freq[0]) == 0 and float(freq[-1]) <= 0.5 and bool((freq.diff() > 0).all())
+    assert bool(torch.isfinite(power).all() and (power >= 0).all())
+    assert M.radial_power_spectrum(x, **kw, reduction="none").power.shape == (n, k)
+    # power scales with the square of the contrast; the mean brightness does not count
+    torch.testing.assert_close(M.radial_power_spectrum(3 * x + 7, **kw).power, 9 * power,
+                               rtol=1e-3, atol=1e-5)  # fmt: skip
+    # float64 in, float64 out
+    assert M.radial_power_spectrum(x.double(), **kw).power.dtype == torch.float64
+    if window is None:  # a circular shift only turns phases: the same power
+        rolled = x.roll(shift, dims=(-2, -1))
+        torch.testing.assert_close(M.radial_power_spectrum(rolled, **kw).power, power,
+                                   rtol=1e-4, atol=1e-6)  # fmt: skip
+
+
+def test_radial_spectrum_channels_grey_or_mean():
+    stripes = (torch.arange(8) % 2).expand(8, 8)  # 0.5 cycles/pixel across: the last ring
+    x = torch.stack([stripes, 1 - stripes]).float()[None]  # two channels in anti-phase
+    grey = M.radial_power_spectrum(x, channels="grey", window=None).power
+    each = M.radial_power_spectrum(x, channels="mean", window=None).power
+    assert float(grey.abs().max()) < 1e-10  # the grey image is flat: nothing to see
+    assert int(each.argmax()) == 4 and float(each[4]) > 0  # colour detail counts in "mean"
+    same = x[:, :1].expand(1, 3, 8, 8)  # equal channels: the two modes agree
+    torch.testing.assert_close(
+        M.radial_power_spectrum(same, channels="grey").power,
+        M.radial_power_spectrum(same, channels="mean").power,
+    )
+    # a checkerboard (0.5, 0.5) lies beyond 0.5 cycles/pixel radially: the dropped corner
+    checker = ((torch.arange(8)[:, None] + torch.arange(8)) % 2).float().expand(1, 1, 8, 8)
+    assert float(M.radial_power_spectrum(checker, window=None).power.abs().max()) < 1e-10
+
+
 # -- FID --------------------------------------------------------------------------------------
 def test_fid_matches_closed_form_and_sqrtm():
     g = torch.Generator().manual_seed(0)
@@ -509,6 +651,34 @@ def test_inception_offline_error_names_the_file(tmp_path, monkeypatch):
         (lambda v: M.fid(torch.randn(10, 3), torch.randn(10, 4)), ValueError, "feature size"),
         (lambda v: M.fid(torch.randn(1, 3), torch.randn(10, 3)), ValueError, ">= 2 rows"),
         (lambda v: M.InceptionFeatures(weights=3), TypeError, "weights must be"),
+        (lambda v: M.radial_power_spectrum(torch.rand(1, 8, 8)), ValueError, "4-D"),
+        (lambda v: M.radial_power_spectrum(torch.ones(1, 1, 8, 8).long()), TypeError, "floating"),
+        (lambda v: M.radial_power_spectrum(torch.rand(2, 1, 1, 8)), ValueError, "at least 2x2"),
+        (
+            lambda v: M.radial_power_spectrum(torch.full((1, 1, 4, 4), math.nan)),
+            ValueError,
+            "images must be finite",
+        ),
+        (
+            lambda v: M.radial_power_spectrum(torch.rand(1, 3, 8, 8), channels="rgb"),
+            ValueError,
+            r"channels must be one of \['grey', 'mean'\], got 'rgb'",
+        ),
+        (
+            lambda v: M.radial_power_spectrum(torch.rand(1, 1, 8, 8), window="hamming"),
+            ValueError,
+            r"window must be one of \['hann', None\]",
+        ),
+        (
+            lambda v: M.radial_power_spectrum(torch.rand(1, 1, 8, 8), remove_mean="yes"),
+            TypeError,
+            "remove_mean must be True or False",
+        ),
+        (
+            lambda v: M.radial_power_spectrum(torch.rand(1, 1, 8, 8), reduction="sum"),
+            ValueError,
+            "reduction must be one of",
+        ),
     ],
 )
 def test_bad_input(call, err, match):

@@ -272,6 +272,79 @@ def test_plot_history_without_matplotlib_names_the_extra(monkeypatch):
         viz.plot_history({"loss": [1.0]})
 
 
+def _spectrum_sets(size: int = 16) -> dict[str, torch.Tensor]:
+    real = torch.rand(8, 1, size, size, generator=torch.Generator().manual_seed(0))
+    blurry = torch.nn.functional.avg_pool2d(real, 3, 1, 1, count_include_pad=False)
+    return {"real": real, "blurry": blurry, "same": real.clone()}
+
+
+def test_plot_spectrum_draws_log_power_and_the_ratio_to_the_reference(tmp_path):
+    import matplotlib.pyplot as plt
+
+    sets = _spectrum_sets()
+    fig = viz.plot_spectrum(sets, title="blur", path=tmp_path / "s.png")
+    assert (tmp_path / "s.png").stat().st_size > 0
+    top, low = fig.axes
+    assert top.get_yscale() == "log" and top.get_title() == "blur"
+    assert [ln.get_label() for ln in top.get_lines()] == ["real", "blurry", "same"]
+    assert [t.get_text() for t in top.get_legend().get_texts()] == ["real", "blurry", "same"]
+    assert low.get_ylabel() == "power / real" and low.get_xlabel() == "frequency (cycles/pixel)"
+    # the curves are the metric's, without the 0 bin (the mean brightness)
+    spec = vk.metrics.radial_power_spectrum(sets["blurry"])
+    line = top.get_lines()[1]
+    assert list(line.get_xdata()) == pytest.approx(spec.frequency[1:].tolist())
+    assert list(line.get_ydata()) == pytest.approx(spec.power[1:].tolist())
+    assert max(line.get_xdata()) <= 0.5
+    # ratio panel: a line at 1, then blurry / real (far below 1 at high frequency), same / real = 1
+    ones, blurry, same = low.get_lines()
+    assert list(ones.get_ydata()) == [1.0, 1.0]
+    assert blurry.get_ydata()[-1] < 0.5 and list(same.get_ydata()) == pytest.approx([1.0] * 8)
+    # spectra can be passed precomputed; another reference
+    given_spec = {k: vk.metrics.radial_power_spectrum(v) for k, v in sets.items()}
+    fig2 = viz.plot_spectrum(given_spec, reference="blurry")
+    assert fig2.axes[1].get_ylabel() == "power / blurry"
+    assert list(fig2.axes[0].get_lines()[0].get_ydata()) == pytest.approx(
+        list(top.get_lines()[0].get_ydata())
+    )
+    # one set, or relative=False: one panel
+    assert len(viz.plot_spectrum({"real": sets["real"]}).axes) == 1
+    assert len(viz.plot_spectrum(sets, relative=False).axes) == 1
+    plt.close("all")
+
+
+def test_plot_spectrum_draws_into_given_axes_and_mixed_sizes_without_ratio():
+    import matplotlib.pyplot as plt
+
+    sets = _spectrum_sets()
+    fig, ax = plt.subplots()
+    assert viz.plot_spectrum(sets, ax=ax) is fig and len(fig.axes) == 1
+    assert len(ax.get_lines()) == 3
+    fig, pair = plt.subplots(2, 1)
+    assert viz.plot_spectrum(sets, ax=pair) is fig and len(pair[1].get_lines()) == 3
+    mixed = {"32 px": torch.rand(2, 1, 32, 32), "16 px": torch.rand(2, 1, 16, 16)}
+    with pytest.raises(ValueError, match=r"one image size.*relative=False"):
+        viz.plot_spectrum(mixed)
+    odd = {"16 px": torch.rand(2, 1, 16, 16), "17 px": torch.rand(2, 1, 17, 17)}  # 9 bins each
+    with pytest.raises(ValueError, match=r"one image size.*9 frequency bins up to 0.4706"):
+        viz.plot_spectrum(odd)
+    fig = viz.plot_spectrum(mixed, relative=False)
+    assert [len(ln.get_xdata()) for ln in fig.axes[0].get_lines()] == [16, 8]
+    plt.close("all")
+
+
+def test_plot_spectrum_without_matplotlib_names_the_extra(monkeypatch):
+    real_import = builtins.__import__
+
+    def no_mpl(name, *args, **kwargs):
+        if name == "matplotlib" or name.startswith("matplotlib."):
+            raise ImportError("No module named 'matplotlib'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_mpl)
+    with pytest.raises(ImportError, match=r"plot_spectrum needs matplotlib.*vaekit\[examples\]"):
+        viz.plot_spectrum({"real": torch.rand(1, 1, 8, 8)})
+
+
 def test_import_vaekit_does_not_import_torchvision_or_matplotlib():
     code = (
         "import sys, vaekit; vaekit.viz, vaekit.metrics; "
@@ -322,6 +395,31 @@ def test_import_vaekit_does_not_import_torchvision_or_matplotlib():
         (lambda m: viz.plot_history({"a": [1.0], "b": [1.0, 2.0]}), ValueError, "same length"),
         (lambda m: viz.plot_history(3), TypeError, "dict of lists"),
         (lambda m: viz.to_pil(torch.rand(2, 4, 4)), ValueError, "1 or 3"),
+        (lambda m: viz.plot_spectrum({}), ValueError, "empty"),
+        (lambda m: viz.plot_spectrum([torch.rand(1, 1, 8, 8)]), TypeError, "dict"),
+        (lambda m: viz.plot_spectrum({"a": torch.rand(8, 8)}), ValueError, "4-D"),
+        (
+            lambda m: viz.plot_spectrum({"a": torch.rand(1, 1, 8, 8)}, reference="b"),
+            ValueError,
+            r"reference must be one of the labels \['a'\], got 'b'",
+        ),
+        (
+            lambda m: viz.plot_spectrum({"a": torch.rand(1, 1, 8, 8)}, window="box"),
+            ValueError,
+            "window must be one of",
+        ),
+        (
+            lambda m: viz.plot_spectrum({"a": torch.rand(1, 1, 8, 8)}, ax="left"),
+            TypeError,
+            "pair of them",
+        ),
+        (
+            lambda m: viz.plot_spectrum(
+                {"a": vk.metrics.radial_power_spectrum(torch.rand(2, 1, 8, 8), reduction="none")}
+            ),
+            ValueError,
+            "mean spectrum",
+        ),
     ],
 )
 def test_bad_input(vae, call, err, match):

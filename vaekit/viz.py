@@ -1,11 +1,12 @@
 """The standard VAE pictures: reconstructions, samples per temperature, interpolations,
-latent traversals (Higgins et al. 2017), and training curves.
+latent traversals (Higgins et al. 2017), training curves and power spectra (blur at a glance).
 
 Every grid function returns one ``(C, H, W)`` float tensor in [0, 1] on the CPU, and writes a
 PNG when given ``path=``; ``upscale=`` enlarges small tiles by nearest neighbour (every pixel
 becomes a k x k block, nothing is interpolated) so that 32-px images stay readable. Models run in eval mode under ``no_grad`` and get their train/eval
 modes back. Only pillow (for ``path=``, a torchvision dependency) and matplotlib (for
-:func:`plot_history`, the ``examples`` extra) are needed, and both are imported lazily.
+:func:`plot_history` and :func:`plot_spectrum`, the ``examples`` extra) are needed, and both
+are imported lazily.
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ from torch import nn
 
 from ._inference import evaluating, model_device
 from ._validation import check_choice, check_float_tensor, check_image, check_int, check_number
+from .metrics.spectrum import RadialSpectrum, radial_power_spectrum
 
 __all__ = [
     "interpolation_grid",
     "make_grid",
     "plot_history",
+    "plot_spectrum",
     "reconstruction_grid",
     "sample_grid",
     "save_image",
@@ -458,12 +461,12 @@ def _prior_marginals(
 
 
 # -- curves -----------------------------------------------------------------------------------
-def _import_pyplot():
+def _import_pyplot(caller: str = "plot_history"):
     try:
         import matplotlib
     except ImportError as err:
         raise ImportError(
-            f"plot_history needs matplotlib, an optional dependency: {_EXTRA_HINT}"
+            f"{caller} needs matplotlib, an optional dependency: {_EXTRA_HINT}"
         ) from err
     headless = sys.platform.startswith("linux") and not (
         os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
@@ -584,6 +587,159 @@ def plot_history(
                   borderaxespad=3.2, ncols=min(len(handles), 4), frameon=False)  # fmt: skip
     if title:
         ax.set_title(title)
+    if path is not None:
+        parent = os.path.dirname(os.fspath(path))
+        if parent:
+            os.makedirs(parent, exist_ok=True)
+        fig.savefig(os.fspath(path), bbox_inches="tight")
+    return fig
+
+
+# -- spectra ----------------------------------------------------------------------------------
+def _spectra(sets: object, spectrum_kwargs: dict) -> dict[str, RadialSpectrum]:
+    if not isinstance(sets, Mapping):
+        raise TypeError(
+            "sets must be a dict {label: images (N, C, H, W) or RadialSpectrum}, got "
+            f"{type(sets).__name__}"
+        )
+    if not sets:
+        raise ValueError("sets is empty: nothing to plot")
+    out = {}
+    for label, value in sets.items():
+        if isinstance(value, RadialSpectrum):
+            if value.power.ndim != 1 or value.power.shape != value.frequency.shape:
+                raise ValueError(
+                    f"sets[{label!r}] must be a mean spectrum (frequency and power of shape "
+                    f"(K,)), got shapes {tuple(value.frequency.shape)} and "
+                    f"{tuple(value.power.shape)}"
+                )
+            out[str(label)] = value
+        else:
+            out[str(label)] = radial_power_spectrum(value, **spectrum_kwargs)
+    return out
+
+
+def plot_spectrum(
+    sets: Mapping[str, torch.Tensor | RadialSpectrum],
+    *,
+    reference: str | None = None,
+    relative: bool = True,
+    channels: str = "grey",
+    remove_mean: bool = True,
+    window: str | None = "hann",
+    title: str | None = None,
+    ax=None,
+    path: str | os.PathLike | None = None,
+):
+    """Log power against frequency for several image sets; returns the Figure.
+
+    Each set's :func:`vaekit.metrics.radial_power_spectrum` is one curve (frequency in
+    cycles/pixel, the 0 bin left out: the mean brightness is not detail). Blur shows as a
+    curve that falls below the reference's towards 0.5 cycles/pixel; a bump above it is
+    added high-frequency content (noise, checkerboard artifacts). With ``relative=True`` and
+    two sets or more, a second panel below draws each set's power divided by the reference's
+    (1 = the same power at that frequency), where blur is seen at a glance.
+
+    Args:
+        sets: ``{label: images}`` (``(N, C, H, W)`` batches, e.g. real test images,
+            reconstructions, samples) or ``{label: RadialSpectrum}``; drawn in this order.
+        reference: the label the others are compared with (default: the first), drawn in
+            black.
+        relative: add the ratio panel (needs the same image size in every set).
+        channels, remove_mean, window: passed to :func:`~vaekit.metrics.radial_power_spectrum`
+            for sets given as images.
+        title: the figure's title.
+        ax: draw into this matplotlib ``Axes`` (the spectrum only), or a pair of Axes
+            ``(spectrum, ratio)``; default: a new figure.
+        path: optional file to save the figure to.
+
+    Raises:
+        ImportError: matplotlib is not installed (``pip install "vaekit[examples]"``).
+
+    Example:
+        >>> import torch, vaekit as vk
+        >>> real = torch.rand(8, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+        >>> blurry = torch.nn.functional.avg_pool2d(real, 3, 1, 1, count_include_pad=False)
+        >>> fig = vk.viz.plot_spectrum({"real": real, "blurry": blurry})
+        >>> [ax.get_ylabel() for ax in fig.axes]
+        ['power', 'power / real']
+        >>> ratio = fig.axes[1].get_lines()[1].get_ydata()   # blurry / real; [0] is the line at 1
+        >>> bool(ratio[-1] < 0.5 < ratio[0])
+        True
+    """
+    spectra = _spectra(sets, {"channels": channels, "remove_mean": remove_mean, "window": window})
+    labels = list(spectra)
+    reference = labels[0] if reference is None else reference
+    if reference not in spectra:
+        raise ValueError(f"reference must be one of the labels {labels}, got {reference!r}")
+    if not isinstance(relative, bool):
+        raise TypeError(f"relative must be True or False, got {type(relative).__name__}")
+    ref = spectra[reference]
+    others = [label for label in labels if label != reference]
+    if ax is None or hasattr(ax, "plot"):
+        axes = None if ax is None else [ax]
+    else:
+        try:
+            axes = list(ax)
+        except TypeError:
+            axes = []
+        if len(axes) != 2 or not all(hasattr(a, "plot") for a in axes):
+            raise TypeError(
+                f"ax must be a matplotlib Axes or a pair of them (spectrum, ratio), got {ax!r}"
+            )
+    draw_ratio = relative and bool(others) and (axes is None or len(axes) == 2)
+    if draw_ratio:
+        for label in others:
+            freq, ref_freq = spectra[label].frequency.cpu(), ref.frequency.cpu()
+            if freq.shape != ref_freq.shape or not torch.allclose(freq.double(), ref_freq.double()):
+                raise ValueError(
+                    f"relative=True needs one image size for all sets: {label!r} has "
+                    f"{len(freq)} frequency bins up to {float(freq[-1]):.4g}, {reference!r} "
+                    f"{len(ref_freq)} up to {float(ref_freq[-1]):.4g}; pass relative=False"
+                )
+    plt = _import_pyplot("plot_spectrum")
+    if axes is None:
+        if draw_ratio:
+            fig, axes = plt.subplots(2, 1, figsize=(7, 6), sharex=True, height_ratios=(2, 1),
+                                     layout="constrained")  # fmt: skip
+        else:
+            fig, one = plt.subplots(figsize=(7, 4.5), layout="constrained")
+            axes = [one]
+    fig = axes[0].figure
+    top = axes[0]
+
+    def curve(spec: RadialSpectrum) -> tuple[list[float], list[float]]:
+        freq, power = spec.frequency.detach().double().cpu(), spec.power.detach().double().cpu()
+        return freq[1:].tolist(), power[1:].tolist()  # the 0 bin is the mean: not detail
+
+    colours = {reference: "black", **{label: f"C{i}" for i, label in enumerate(others)}}
+    few = len(ref.frequency) <= 20  # few points: markers, so a short curve stays visible
+    marks = {"marker": "o" if few else None, "markersize": 3}
+    for label in labels:
+        width = 2.0 if label == reference else 1.5
+        top.plot(*curve(spectra[label]), label=label, color=colours[label], linewidth=width,
+                 **marks)  # fmt: skip
+    top.set_yscale("log")
+    top.set_ylabel("power")
+    top.set_xlim(0, 0.5)
+    top.legend(fontsize=8)
+    if title:
+        top.set_title(title)
+    if draw_ratio:
+        low = axes[1]
+        low.axhline(1.0, color="black", linewidth=1.0)
+        base = torch.tensor(curve(ref)[1], dtype=torch.float64)
+        for label in others:
+            freq, power = curve(spectra[label])
+            ratio = torch.tensor(power, dtype=torch.float64) / base
+            ratio = torch.where(base > 0, ratio, float("nan"))  # no reference power: no ratio
+            low.plot(freq, ratio.tolist(), label=label, color=colours[label], **marks)
+        low.set_yscale("log")
+        low.set_ylabel(f"power / {reference}")
+        low.set_xlim(0, 0.5)
+        low.set_xlabel("frequency (cycles/pixel)")
+    else:
+        top.set_xlabel("frequency (cycles/pixel)")
     if path is not None:
         parent = os.path.dirname(os.fspath(path))
         if parent:

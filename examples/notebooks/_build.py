@@ -940,33 +940,19 @@ LOSSES = [
         """
         ## Where the detail goes: the power spectrum
 
-        Blur is missing high frequencies. The radially averaged power spectrum of the
-        reconstructions, next to that of the test images, shows where each loss loses power:
-        a curve that falls below the real one on the right-hand side is blurrier.
+        Blur is missing high frequencies. The radially averaged power spectrum
+        (`vk.metrics.radial_power_spectrum`: the mean power of the 2-D spectrum in rings of
+        equal frequency) of the reconstructions, next to that of the test images, shows where
+        each loss loses power: a curve that falls below the real one on the right-hand side is
+        blurrier. `vk.viz.plot_spectrum` draws them, and below each one's power divided by the
+        test images' (1 = as much detail as the data at that frequency).
         """
     ),
     code(
-        '''
-        def radial_power(images):
-            """Mean power of the 2-D spectrum in rings of integer radius (0 = the mean)."""
-            spec = torch.fft.fftshift(torch.fft.fft2(images[:, 0]), dim=(-2, -1)).abs().square().mean(0)
-            h, w = spec.shape
-            yy, xx = torch.meshgrid(torch.arange(h) - h // 2, torch.arange(w) - w // 2, indexing="ij")
-            radius = (yy.square() + xx.square()).sqrt().round().long()
-            counts = torch.bincount(radius.flatten())
-            return (torch.bincount(radius.flatten(), spec.flatten()) / counts)[: h // 2]
-
-
-        fig, ax = plt.subplots(figsize=(6, 3.5))
-        ax.plot(radial_power(x_test), color="black", linewidth=2, label="test images")
-        for name, images in recons.items():
-            ax.plot(radial_power(images), label=name)
-        ax.set_yscale("log")
-        ax.set_xlabel("spatial frequency (cycles per image)")
-        ax.set_ylabel("power")
-        ax.legend(fontsize=7)
+        """
+        fig = vk.viz.plot_spectrum({"test images": x_test, **recons}, title="reconstructions")
         plt.show()
-        '''
+        """
     ),
     md(
         """

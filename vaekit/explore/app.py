@@ -21,7 +21,15 @@ from . import compute
 from .images import ExploreError, fit_images, read_image, to_display
 from .runs import TEST_IMAGES, Explorer, Run
 
-__all__ = ["COMPARE", "PRIVACY_ENV", "SLIDERS", "build_app", "launch", "launch_kwargs"]
+__all__ = [
+    "COMPARE",
+    "PRIVACY_ENV",
+    "RATIO_NOTE",
+    "SLIDERS",
+    "build_app",
+    "launch",
+    "launch_kwargs",
+]
 
 SLIDERS = 8  # latent sliders shown: the units with the most KL
 COMPARE = 4  # runs with pictures side by side in "Compare runs" (the table takes them all)
@@ -33,6 +41,12 @@ PRIVACY_ENV = {
     "DO_NOT_TRACK": "1",
 }
 CSS = ".pixelated img { image-rendering: pixelated; }"
+RATIO_NOTE = (
+    "↑ higher is better, ↓ lower, →1 nearest 1. Sharpness ratio: the variance of the "
+    "Laplacian of reconstructions or samples over that of the real test images (below 1: "
+    "blurrier); contrast ratio: their pixel standard deviations (below 1: fainter). "
+    "spectrum.png in each run folder shows where in frequency the detail is missing."
+)
 
 
 def _gradio():
@@ -345,8 +359,10 @@ def build_app(ex: Explorer, *, messages: Sequence[str] = ()):
             if len(runs) > COMPARE:
                 notes.append(f"Pictures of the first {COMPARE} runs; the table has them all.")
             rows = compute.metrics_rows([r.metrics for r in runs])
-            head = [r for r in rows if r.name in compute.HEADLINE]
+            head = [r for r in rows if compute.is_headline(r.name)]
             table = compute.metrics_markdown(head, chosen)
+            if any(compute.closer_to_one(r.name) for r in head):
+                table += "\n\n" + RATIO_NOTE
             table_all = compute.metrics_markdown(rows, chosen)
             if not any(r.metrics for r in runs):
                 table = "No metrics.json in these runs (they stopped before their final metrics)."

@@ -20,16 +20,19 @@ from ..metrics import image_stats, psnr, ssim
 from .images import error_map
 
 __all__ = [
+    "CLOSER_TO_ONE",
     "HEADLINE",
     "HIGHER_IS_BETTER",
     "LOWER_IS_BETTER",
     "MetricRow",
     "ReconReport",
+    "closer_to_one",
     "curves_figure",
     "decode_units",
     "edit_code",
     "encode",
     "interpolate",
+    "is_headline",
     "metrics_markdown",
     "metrics_rows",
     "reconstruct",
@@ -49,13 +52,47 @@ LOWER_IS_BETTER = frozenset({
     "iwae_bits_per_dim", "fid.fd_samples", "fid.fd_reconstructions", "posterior_gap.kl",
     "posterior_gap.kl_per_dim", "posterior_gap.mmd",
 })  # fmt: skip
-# the rows shown first (the page keeps the rest folded)
+# ratios to the real test images (sharpness, contrast of reconstructions and of each prior's
+# samples): 1 is best, below is blur or faint images, above is noise or artifacts. Prefixes:
+# every key below them.
+CLOSER_TO_ONE = ("sharpness_ratio.", "contrast_ratio.")
+# the rows shown first (the page keeps the rest folded); an entry ending in "." stands for
+# every key below it, in the order the runs give them
 HEADLINE = (
     "psnr", "ssim", "neg_elbo_nats_per_dim", "neg_elbo_bits_per_dim", "iwae_nll_nats_per_dim",
-    "iwae_bits_per_dim", "fid.fd_samples", "fid.fd_reconstructions", "objective.total",
-    "kl_nats_per_image", "active_units", "latent_dims", "posterior_gap.kl", "posterior_gap.mmd",
-    "run.steps", "run.best_val_total",
+    "iwae_bits_per_dim", "fid.fd_samples", "fid.fd_reconstructions", "sharpness_ratio.",
+    "contrast_ratio.", "objective.total", "kl_nats_per_image", "active_units", "latent_dims",
+    "posterior_gap.kl", "posterior_gap.mmd", "run.steps", "run.best_val_total",
 )  # fmt: skip
+
+
+def _headline_rank(key: str) -> int | None:
+    for i, entry in enumerate(HEADLINE):
+        if key == entry or (entry.endswith(".") and key.startswith(entry)):
+            return i
+    return None
+
+
+def is_headline(key: str) -> bool:
+    """True for a :data:`HEADLINE` metric (the rows the Compare tab shows first).
+
+    Example:
+        >>> from vaekit.explore import is_headline
+        >>> is_headline("psnr"), is_headline("sharpness_ratio.samples.gmm"), is_headline("ssim.x")
+        (True, True, False)
+    """
+    return _headline_rank(key) is not None
+
+
+def closer_to_one(key: str) -> bool:
+    """True for a ratio to the real images (:data:`CLOSER_TO_ONE`), best when nearest 1.
+
+    Example:
+        >>> from vaekit.explore import closer_to_one
+        >>> closer_to_one("sharpness_ratio.reconstructions"), closer_to_one("psnr")
+        (True, False)
+    """
+    return key.startswith(CLOSER_TO_ONE)
 
 
 def _device(vae: torch.nn.Module) -> torch.device:
@@ -404,8 +441,9 @@ def metrics_rows(metrics: Sequence[Mapping]) -> list[MetricRow]:
 
     Nested keys are joined with dots (``fid.fd_samples``); the :data:`HEADLINE` metrics come
     first.
-    Higher is better for :data:`HIGHER_IS_BETTER`, lower for :data:`LOWER_IS_BETTER`; other
-    rows (step counts, settings) have no mark.
+    Higher is better for :data:`HIGHER_IS_BETTER`, lower for :data:`LOWER_IS_BETTER`, the
+    value nearest 1 (by ratio, so 0.5 and 2 are as far) for the ratios to the real images,
+    :data:`CLOSER_TO_ONE`; other rows (step counts, settings) have no mark.
 
     Example:
         >>> from vaekit.explore import metrics_rows
@@ -413,18 +451,26 @@ def metrics_rows(metrics: Sequence[Mapping]) -> list[MetricRow]:
         ...                      {"psnr": 22.5, "fid": {"fd_samples": 12.0}, "note": "x"}])
         >>> [(r.name, r.values, r.best) for r in rows]
         [('psnr', [20.0, 22.5], 1), ('fid.fd_samples', [9.0, 12.0], 0), ('note', [None, 'x'], None)]
+        >>> rows = metrics_rows([{"sharpness_ratio": {"reconstructions": r}} for r in (0.3, 1.6)])
+        >>> rows[0].name, rows[0].best
+        ('sharpness_ratio.reconstructions', 1)
     """
     flat = [_flatten(m) for m in metrics]
     keys: list[str] = []
     for f in flat:
         keys += [k for k in f if k not in keys]
-    keys = [k for k in HEADLINE if k in keys] + [k for k in keys if k not in HEADLINE]
+    last = len(HEADLINE)
+    keys.sort(key=lambda k: last if _headline_rank(k) is None else _headline_rank(k))  # stable
     rows = []
     for key in keys:
         values = [f.get(key) for f in flat]
         numbers = [(v, i) for i, v in enumerate(values) if _is_number(v)]
         best = None
-        if key in HIGHER_IS_BETTER | LOWER_IS_BETTER and len({v for v, _ in numbers}) > 1:
+        if closer_to_one(key):
+            numbers = [(abs(math.log(v)), i) for v, i in numbers if v > 0]
+            if len({v for v, _ in numbers}) > 1:
+                best = min(numbers, key=lambda t: t[0])[1]
+        elif key in HIGHER_IS_BETTER | LOWER_IS_BETTER and len({v for v, _ in numbers}) > 1:
             pick = max if key in HIGHER_IS_BETTER else min
             best = pick(numbers, key=lambda t: t[0])[1]  # the first run on a tie
         rows.append(MetricRow(key, values, best))
@@ -453,8 +499,9 @@ def metrics_markdown(rows: Sequence[MetricRow], names: Sequence[str]) -> str:
     lines = ["| metric | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for row in rows:
         arrow = (
-            " ↑" if row.name in HIGHER_IS_BETTER else " ↓" if row.name in LOWER_IS_BETTER else ""
-        )
+            " ↑" if row.name in HIGHER_IS_BETTER else " ↓" if row.name in LOWER_IS_BETTER
+            else " →1" if closer_to_one(row.name) else ""
+        )  # fmt: skip
         cells = [
             f"**{_fmt(v)}** ✓" if i == row.best else _fmt(v).replace("|", "/")
             for i, v in enumerate(row.values)

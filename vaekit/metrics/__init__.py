@@ -1,7 +1,8 @@
 """Numbers that tell which failure a VAE is in: blur, collapse, ghosting, or none.
 
 - image quality: :func:`psnr`, :func:`ssim` (Wang et al. 2004), :func:`image_stats`
-  (sharpness as variance of the Laplacian, brightness, contrast);
+  (sharpness as variance of the Laplacian, brightness, contrast), :func:`radial_power_spectrum`
+  (where in frequency the detail is: blur shows as missing high frequencies);
 - likelihood: :func:`iwae_nll` (Burda et al. 2016), :func:`elbo_nll`, :func:`bits_per_dim`
   and :func:`discretized_bits_per_dim` (Theis et al. 2016);
 - latent health: :func:`kl_per_dim`, :func:`active_units` (Burda et al. 2016),
@@ -39,6 +40,7 @@ from .likelihood import (
     iwae_nll,
     log_likelihood,
 )
+from .spectrum import RadialSpectrum, radial_power_spectrum
 
 __all__ = [
     "INCEPTION_WEIGHTS_FILE",
@@ -48,6 +50,7 @@ __all__ = [
     "ImageStats",
     "InceptionFeatures",
     "PosteriorGap",
+    "RadialSpectrum",
     "active_units",
     "aggregate_posterior_gap",
     "bits_per_dim",
@@ -63,5 +66,6 @@ __all__ = [
     "latent_activity",
     "log_likelihood",
     "psnr",
+    "radial_power_spectrum",
     "ssim",
 ]
