@@ -6,6 +6,7 @@
     torchrun --standalone --nproc_per_node=4 examples/train.py \\
         --config examples/recipes/celeba64.json --data ~/celeba
     python examples/train.py --resume runs/20250101-120000-fmnist32 --epochs 60
+    python examples/train.py --config examples/recipes/fmnist32.json --adversarial patchgan
 
 Writes runs/<YYYYmmdd-HHMMSS>-<name>/: config.json, history.csv, best.safetensors and
 last.safetensors (vk.VAE.load), trainer_state.pt (for --resume), pictures, metrics.json and
@@ -36,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # for `import trainlib
 from trainlib import checkpoint, data, evaluate, options, runtime, specs
 
 import vaekit as vk
+from vaekit._inference import evaluating  # eval() + no_grad; every submodule's mode back
 
 
 class UsageError(ValueError):
@@ -114,7 +116,6 @@ def main(argv: list[str] | None = None) -> Path | None:
     with usage_errors():
         args = options.parse(argv, __doc__)
         args.command = ["train.py", *(sys.argv[1:] if argv is None else argv)]
-        runtime.import_user_code(args.imports)  # user blocks/losses/priors register here
         rt = runtime.setup(args)
     try:
         return train(args, rt)
@@ -132,10 +133,12 @@ def train(args, rt: runtime.Runtime) -> Path | None:
 class Trainer:
     """One training run, in the order it happens.
 
-    1. build (``__init__``): model config, data, objective, model and optimiser, the run
-       folder (new or resumed), DDP/compile wrapping, ``config.json``;
-    2. loop (:meth:`loop`): epochs of optimiser steps (:meth:`train_step`), train rows in
-       ``history.csv``, validation (:meth:`validate`) and checkpoints (:meth:`save`);
+    1. build (``__init__``): model config, the discriminator (``--adversarial``), data,
+       objective, model and optimiser, the run folder (new or resumed), DDP/compile wrapping,
+       ``config.json``;
+    2. loop (:meth:`loop`): epochs of optimiser steps (:meth:`train_step`, then the
+       discriminator's :meth:`_discriminator_step`), train rows in ``history.csv``,
+       validation (:meth:`validate`) and checkpoints (:meth:`save`);
     3. finish (:meth:`finish`): a last validation and checkpoint, then on rank 0 the best
        checkpoint's pictures, ``metrics.json`` and ``summary.md`` (:meth:`report`).
 
@@ -149,14 +152,34 @@ class Trainer:
         with usage_errors():
             self.cfg = model_config(args)
             self.size = self.cfg.image_size[0]
+            self._build_discriminator()  # a bad --adversarial fails before the data load
             self._build_data()
             self._build_objective()
             self._build_model_and_optimiser()
             self._open_run_dir()
         self.net = self._wrap(self.vae)
+        if self.disc is not None:
+            self._add_adversarial()
         if rt.main:
             self._write_config()
         self.pictures_of = data.first_images(self.dataset.val, 16)
+
+    def _build_discriminator(self) -> None:
+        """``--adversarial``: the discriminator (seeded by --seed, so the same on every rank),
+        tried once on an image of the run's size, and its own AdamW and GradScaler."""
+        args, rt, spec = self.args, self.rt, self.args.adversarial_spec
+        self.disc = self.adv = None
+        if spec is None:
+            return
+        with torch.random.fork_rng(devices=[]):  # its own stream: the VAE's init is unchanged
+            torch.manual_seed(args.seed)
+            disc = spec.build_discriminator(self.cfg.in_channels).to(rt.device)
+        specs.check_discriminator(disc, spec, self.cfg.in_channels, self.size, rt.device)
+        if args.channels_last:
+            disc = disc.to(memory_format=torch.channels_last)
+        self.disc = disc
+        self.d_opt = spec.optimizer(disc.parameters(), fused=rt.device.type == "cuda")
+        self.d_scaler = torch.amp.GradScaler(rt.device.type, enabled=rt.amp_dtype == torch.float16)
 
     def _build_data(self) -> None:
         args, rt = self.args, self.rt
@@ -275,22 +298,66 @@ class Trainer:
                 rt.log(f"resumed with {rt.world_size} processes, saved with {len(saved['rng'])}: "
                        "the noise differs from an uninterrupted run")  # fmt: skip
             self.history = checkpoint.History.read(self.run_dir / "history.csv", self.step)
+            if self.disc is not None:
+                self._load_discriminator(saved)
+            elif "discriminator" in saved:
+                rt.log("note: the resumed run had a discriminator; without --adversarial it is "
+                       "left out from here on")  # fmt: skip
         elif rt.main:
             name = args.name or args.preset or Path(args.model_config).stem
             self.run_dir = checkpoint.make_run_dir(args.out, name)
         else:
             self.run_dir = None  # only rank 0 writes
 
-    def _wrap(self, vae: vk.VAE) -> torch.nn.Module:
+    def _load_discriminator(self, saved: dict) -> None:
+        """The discriminator, its optimiser and GradScaler from ``trainer_state.pt``."""
+        text = self.args.adversarial_spec.text
+        if "discriminator" not in saved:  # e.g. a plain run continued with --adversarial
+            self.rt.log(f"note: the resumed run had no discriminator; --adversarial {text} "
+                        "starts with a fresh one")  # fmt: skip
+            return
+        try:
+            self.disc.load_state_dict(saved["discriminator"])
+        except RuntimeError as err:
+            raise ValueError(
+                f"--resume {self.run_dir}: the saved discriminator does not fit --adversarial "
+                f"{text!r}; resume with the run's own --adversarial: {' '.join(str(err).split())}"
+            ) from None
+        self.d_opt.load_state_dict(saved["d_optimizer"])
+        self.d_scaler.load_state_dict(saved["d_scaler"])
+
+    def _wrap(self, module: torch.nn.Module) -> torch.nn.Module:
         """The module the loop calls: DDP under torchrun, torch.compile with --compile."""
-        net = vae
+        net = module
         if self.rt.distributed:
             net = DistributedDataParallel(
-                vae, device_ids=[self.rt.device.index] if self.rt.device.type == "cuda" else None
+                module, device_ids=[self.rt.device.index] if self.rt.device.type == "cuda" else None
             )
         if self.args.compile:
+            if self.disc is not None:
+                # the adaptive weight differentiates through the compiled graphs before the
+                # backward (retain_graph), R1 twice (create_graph): neither works with buffers
+                # donated to a compiled backward
+                torch._functorch.config.donated_buffer = False
             net = torch.compile(net)
         return net
+
+    def _add_adversarial(self) -> None:
+        """The adversarial term joins the training loss (the wrapped discriminator, the adaptive
+        weight at the unwrapped decoder's last layer). Validation reports the generator loss
+        of the plain discriminator in eval mode with weight 0: never part of the validation
+        total, so best.safetensors and early stopping see the same number as without it."""
+        spec = self.args.adversarial_spec
+        self.disc_net = self._wrap(self.disc)
+        self.adv = spec.build(self.disc_net, steps_per_epoch=self.steps_per_epoch,
+                              last_layer=self.vae.decoder.last_layer)  # fmt: skip
+        self.loss_fn.adversarial = self.adv
+        report_only = vk.losses.Adversarial(self.disc, loss=self.adv.loss, weight=0.0,
+                                            adaptive=False)  # fmt: skip
+        self.val_adv_loss_fn = vk.losses.VAELoss(
+            self.val_loss_fn.recon, kl=self.val_loss_fn.kl, beta=self.beta_final,
+            adversarial=report_only,
+        )  # fmt: skip
 
     def _write_config(self) -> None:
         """config.json (options, model, schedule, data, versions) and the first log lines."""
@@ -314,9 +381,15 @@ class Trainer:
             "world_size": rt.world_size,
             "global_batch_size": args.batch_size * rt.world_size,
             "parameters": sum(p.numel() for p in self.vae.parameters()),
+            "adversarial": None,
             "versions": {"vaekit": vk.__version__, "torch": torch.__version__},
             "command": args.command,
         }
+        spec = args.adversarial_spec
+        if spec is not None:
+            self.config["adversarial"] = spec.describe(self.steps_per_epoch) | {
+                "parameters": sum(p.numel() for p in self.disc.parameters())
+            }
         run_dir = self.run_dir
         (run_dir / "config.json").write_text(json.dumps(self.config, indent=2, default=str) + "\n")
         (run_dir / "images").mkdir(exist_ok=True)
@@ -326,6 +399,13 @@ class Trainer:
                f"{self.config['parameters'] / 1e6:.2f} M parameters on {rt.device}")  # fmt: skip
         for note in self.notes[len(dataset.notes) :]:  # the data notes were warnings already
             rt.log(f"note: {note}")
+        if spec is not None:
+            a, o = self.config["adversarial"], spec.options
+            rt.log(f"adversarial: {a['discriminator']} ({a['parameters'] / 1e6:.2f} M parameters), "
+                   f"{a['loss']} loss, weight {a['weight']:g}"
+                   f"{' (adaptive)' if a['adaptive'] else ''} from step {a['start_step']}; "
+                   f"its AdamW lr {o['lr']:g}, betas {o['betas']}, "
+                   f"weight decay {o['weight_decay']:g}")  # fmt: skip
 
     # ---- 2. loop -----------------------------------------------------------------------------
     @property
@@ -407,12 +487,31 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(self.params, args.clip_grad)
         scaler.step(opt)
         scaler.update()
+        if self.adv is not None:
+            res = self._discriminator_step(out, x, res)
         if isinstance(self.lr_sched, torch.optim.lr_scheduler.LambdaLR):
             self.lr_sched.step()
         self.state.update(step=self.step + 1, batch_in_epoch=self.state["batch_in_epoch"] + 1)
         self.meter.add(res)
         self.last_beta = res.beta
         return res
+
+    def _discriminator_step(
+        self, out: vk.VAEOutput, x: torch.Tensor, res: vk.LossOutput
+    ) -> vk.LossOutput:
+        """The discriminator's step on the batch the VAE just trained on (its reconstructions
+        detached: no gradient into the VAE), with its own optimiser and GradScaler. Before the
+        term starts it is skipped and its terms are 0. Returns ``res`` with ``d_loss``,
+        ``logits_real`` and ``logits_fake`` (and ``r1``) added to its terms."""
+        rt, step = self.rt, self.step
+        with rt.autocast():
+            d = self.loss_fn.discriminator_loss(out, x, step=step)
+        if self.adv.active(step):
+            self.d_opt.zero_grad(set_to_none=True)  # the VAE's backward reached them too
+            self.d_scaler.scale(d.total).backward()
+            self.d_scaler.step(self.d_opt)
+            self.d_scaler.update()
+        return vk.LossOutput(total=res.total, terms=res.terms | d.terms, beta=res.beta)
 
     def _after_step(self, res: vk.LossOutput, bar) -> str | None:
         """Stop check, progress bar, train rows, validation and checkpoint after a step."""
@@ -465,8 +564,11 @@ class Trainer:
             return
         since = self.printed or (self.started, self.first_step)
         rate = (step - since[1]) / max(now - since[0], 1e-9)
+        shown = ("total", "recon", "kl_raw")
+        if "d_loss" in means:  # --adversarial
+            shown += ("adv_weight", "d_loss")
         self.rt.log(f"step {step} (epoch {step / spe:.2f}) | "
-                    + ", ".join(f"{k} {means[k]:.4g}" for k in ("total", "recon", "kl_raw"))
+                    + ", ".join(f"{k} {means[k]:.4g}" for k in shown)
                     + f", beta {beta_now:.3g} | {rate:.3g} steps/s")  # fmt: skip
         self.printed = (now, step)
 
@@ -479,9 +581,12 @@ class Trainer:
         """Validation total at the final beta -> best.safetensors, LR plateau; True: patience
         is exhausted (early stopping)."""
         args, rt, state, step = self.args, self.rt, self.state, self.step
-        with self._fork_rng():
+        loss_fn, judge = self.val_loss_fn, contextlib.nullcontext()
+        if self.adv is not None and step > self.adv.start:  # once D has trained: adv reported
+            loss_fn, judge = self.val_adv_loss_fn, evaluating(self.disc)
+        with self._fork_rng(), judge:
             terms = evaluate.validation_terms(
-                self.vae, self.val_loss_fn, self.val_loader, rt,
+                self.vae, loss_fn, self.val_loader, rt,
                 channels_last=args.channels_last, seed=args.seed,
             )  # fmt: skip
         self.history.add(step=step, epoch=round(step / self.steps_per_epoch, 4), split="val",
@@ -508,11 +613,16 @@ class Trainer:
         if self.rt.main:
             run_dir, lr_sched = self.run_dir, self.lr_sched
             checkpoint.save_model(self.vae, run_dir / "last.safetensors")
+            adversarial = {} if self.disc is None else {
+                "discriminator": self.disc.state_dict(), "d_optimizer": self.d_opt.state_dict(),
+                "d_scaler": self.d_scaler.state_dict(),
+            }  # fmt: skip
             checkpoint.save_state({
                 **self.state, "optimizer": self.opt.state_dict(),
                 "scaler": self.scaler.state_dict(), "loss": self.loss_fn.state_dict(),
                 "rng": rng, "stop_reason": stop_reason,
                 "lr_scheduler": lr_sched.state_dict() if lr_sched is not None else None,
+                **adversarial,
             }, run_dir / checkpoint.STATE_FILE)  # fmt: skip
             self.history.write(run_dir / "history.csv")
 
@@ -648,9 +758,10 @@ class Trainer:
                 self.vae, dataset, args, rt, val_loss_fn=self.val_loss_fn, loss_fn=self.loss_fn,
                 likelihood=self.likelihood,
             ))  # fmt: skip
-            metrics["samples"] = evaluate.sample_stats(
-                self.vae, data.first_images(dataset.test, 500), priors, seed=args.seed + 1
-            )
+            metrics.update(evaluate.sharpness_stats(
+                self.vae, data.first_images(dataset.test, 500), priors, seed=args.seed + 1,
+                spectrum=self.run_dir / "spectrum.png",
+            ))  # fmt: skip
             metrics["posterior_gap_by_prior"] = evaluate.posterior_gaps(
                 self.vae, dataset.test, args, rt.device, priors
             )
@@ -666,6 +777,10 @@ class Trainer:
         """summary.md (facts of the run, notes, metrics, pictures) and a one-line metrics log."""
         args, rt, dataset, state, size = self.args, self.rt, self.dataset, self.state, self.size
         run_info, config = metrics["run"], self.config
+        adversarial = (
+            "" if self.adv is None
+            else f", adversarial `{args.adversarial_spec.text}` from step {self.adv.start}"
+        )  # fmt: skip
         facts = {
             "command": f"`{' '.join(config['command'])}`",
             "data": f"{dataset.name}: {len(dataset.train)} train / {len(dataset.val)} val"
@@ -676,7 +791,7 @@ class Trainer:
             "loss": f"`{specs.format_loss(args.loss_terms)}`"
             + (f", multi-scale x{args.multiscale}" if args.multiscale > 1 else "")
             + f", β `{args.beta_plan.text}` (final {self.beta_final:g}), free bits "
-            f"{args.free_bits:g}",
+            f"{args.free_bits:g}{adversarial}",
             "trained": f"{self.step} steps ({run_info['epochs']:g} epochs, "
             f"{run_info['images_seen']} images) in {run_info['train_seconds']:g} s x "
             f"{rt.world_size} process(es); stopped: {stop}",
@@ -688,7 +803,7 @@ class Trainer:
             metrics=metrics, notes=self.notes,
             pictures=["samples.png"]
             + ([f"samples-{self.fitted['name']}.png"] if self.fitted else [])
-            + ["reconstructions.png", "interpolations.png", "loss.png"],
+            + ["reconstructions.png", "interpolations.png", "spectrum.png", "loss.png"],
         )  # fmt: skip
         brief = {
             k: metrics.get(k) for k in ("psnr", "ssim", "neg_elbo_nats_per_dim") if k in metrics

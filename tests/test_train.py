@@ -316,6 +316,52 @@ def test_evaluation_gives_every_submodule_its_own_mode_back(tmp_path, tiny_cfg):
     assert (tmp_path / "t-reconstructions.png").is_file()
 
 
+class _Copier(torch.nn.Module):
+    """A stand-in VAE: reconstructs exactly; its "prior" draws blurred real images."""
+
+    def __init__(self, images):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(()))
+        self.images = images
+        self.prior = vk.priors.StandardNormal()
+
+    def reconstruct(self, x):
+        return x.clone()
+
+    def sample(self, n, generator=None):
+        pick = torch.randint(len(self.images), (n,), generator=generator)
+        blur = 1 + 2 * isinstance(self.prior, vk.priors.StandardNormal)  # N(0, I): 3x3 box
+        return torch.nn.functional.avg_pool2d(self.images[pick], blur, 1, blur // 2,
+                                              count_include_pad=False)  # fmt: skip
+
+
+def test_sharpness_stats_are_ratios_to_the_real_images(tmp_path):
+    images = torch.rand(30, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    vae = _Copier(images)
+    priors = {"standard_normal": vae.prior, "other": vk.priors.GaussianMixture(2)}
+    out = evaluate.sharpness_stats(vae, images, priors, seed=3, n=20, spectrum=tmp_path / "s.png")
+    assert (tmp_path / "s.png").stat().st_size > 0 and isinstance(
+        vae.prior, vk.priors.StandardNormal
+    )
+    assert out["samples"]["images"] == 20
+    assert out["samples"]["real"] == vk.metrics.image_stats(images[:20]).mean()
+    for key in ("sharpness", "contrast"):
+        ratios = out[f"{key}_ratio"]
+        assert ratios["reconstructions"] == pytest.approx(1.0)  # exact copies: as sharp as real
+        assert ratios["samples"]["other"] == pytest.approx(
+            out["samples"]["other"][key] / out["samples"]["real"][key]
+        )
+    # the blurred "samples" are blurrier and fainter; the unblurred ones are not
+    assert out["sharpness_ratio"]["samples"]["standard_normal"] < 0.5
+    assert out["contrast_ratio"]["samples"]["standard_normal"] < 1
+    assert out["sharpness_ratio"]["samples"]["other"] == pytest.approx(1.0, rel=0.2)
+    # a blank test set has no sharpness to compare with: no ratio rather than a division by 0
+    blank = evaluate.sharpness_stats(_Copier(images * 0), images * 0, {"standard_normal": vae.prior},
+                                     seed=0, n=4)  # fmt: skip
+    assert blank["sharpness_ratio"] == {"reconstructions": None,
+                                        "samples": {"standard_normal": None}}  # fmt: skip
+
+
 def test_run_folders_are_never_reused(tmp_path):
     first = checkpoint.make_run_dir(tmp_path, "same")
     second = checkpoint.make_run_dir(tmp_path, "same")
@@ -331,7 +377,7 @@ def test_fashion_mnist_run_writes_everything(tmp_path, fmnist):
     run = train.main(argv)
     for name in ("config.json", "history.csv", "best.safetensors", "last.safetensors",
                  "trainer_state.pt", "samples.png", "reconstructions.png", "interpolations.png",
-                 "loss.png", "metrics.json", "summary.md"):  # fmt: skip
+                 "spectrum.png", "loss.png", "metrics.json", "summary.md"):  # fmt: skip
         assert (run / name).stat().st_size > 0, name
     assert (run / "images" / "epoch-0001-samples.png").is_file()  # 5 steps per epoch
 
@@ -368,8 +414,28 @@ def test_fashion_mnist_run_writes_everything(tmp_path, fmnist):
     fid = metrics["fid"]
     assert fid["images_per_side"] == 24 and 0 <= fid["classifier_test_accuracy"] <= 1
     assert fid["fd_samples"] >= 0 and fid["fd_floor_train_vs_test"] >= 0
+    # blur and contrast against the 40 real test images: an undertrained model's
+    # reconstructions and samples are far smoother than noisy real images
+    stats = metrics["samples"]
+    assert stats["images"] == 40 and set(stats) == {"images", "real", "standard_normal"}
+    for key in ("sharpness", "contrast"):
+        ratios = metrics[f"{key}_ratio"]
+        assert set(ratios) == {"reconstructions", "samples"}
+        assert list(ratios["samples"]) == ["standard_normal"]
+        assert ratios["samples"]["standard_normal"] == pytest.approx(
+            stats["standard_normal"][key] / stats["real"][key]
+        )
+        for value in (ratios["reconstructions"], ratios["samples"]["standard_normal"]):
+            assert math.isfinite(value) and value > 0, (key, ratios)
+    assert metrics["sharpness_ratio"]["reconstructions"] < 0.5
     summary = (run / "summary.md").read_text()
     assert "![samples](samples.png)" in summary and f"{metrics['psnr']:.4g}" in summary
+    assert "![spectrum](spectrum.png)" in summary
+    recon_ratio = metrics["sharpness_ratio"]["reconstructions"]
+    assert f"| sharpness ratio to the real test images: reconstructions | {recon_ratio:.4g} |" in (
+        summary
+    )
+    assert "| contrast ratio to the real test images: N(0, I) samples |" in summary
     assert "## Notes" not in summary  # nothing to say: no section
     # pictures of 32-px images are enlarged to 96-px tiles (2 px of padding)
     from PIL import Image
@@ -682,11 +748,16 @@ def test_fit_prior_saves_it_into_best_and_reports_both_priors(tmp_path, fmnist):
     assert gaps["standard_normal"] == metrics["posterior_gap"]  # N(0, I): the same numbers
     assert gaps["gmm"]["num_samples"] == 40 and math.isfinite(gaps["gmm"]["mmd"])
     assert 0 <= metrics["samples"]["gmm"]["contrast"] <= 1
+    for key in ("sharpness_ratio", "contrast_ratio"):  # one ratio per prior sampled from
+        assert list(metrics[key]["samples"]) == ["standard_normal", "gmm"]
+        assert all(math.isfinite(v) and v > 0 for v in metrics[key]["samples"].values())
+    assert (run / "spectrum.png").stat().st_size > 0
     summary = (run / "summary.md").read_text()
     assert re.search(r"\| prior \| N\(0, I\); fitted after training: `gmm:2` on 86 posterior "
                      r"means in [\d.]+ s", summary)  # fmt: skip
     assert "FD gmm samples vs test" in summary and "![samples-gmm](samples-gmm.png)" in summary
     assert "aggregate posterior MMD to the gmm prior" in summary
+    assert "| sharpness ratio to the real test images: gmm samples |" in summary
 
     # best.safetensors carries the fitted mixture and draws the picture the run drew
     vae = vk.VAE.load(run / "best.safetensors").eval()

@@ -3,7 +3,8 @@
 A run folder holds ``config.json``, ``history.csv``, ``best.safetensors`` and
 ``last.safetensors`` (``vae.save``: config + weights, no pickled code) and
 ``trainer_state.pt``: optimiser, GradScaler, LR scheduler, loss parameters (e.g. a learned σ),
-step/epoch/position in the epoch, every rank's RNG states and the best validation value, so
+the discriminator with its optimiser and GradScaler (``--adversarial``), step/epoch/position in
+the epoch, every rank's RNG states and the best validation value, so
 ``--resume DIR`` continues at the exact step. Files are written to a temporary name and then
 renamed, so an interrupted save never leaves a truncated checkpoint.
 """

@@ -255,15 +255,57 @@ def draw_samples(vae, n: int, *, seed: int) -> torch.Tensor:
         )
 
 
-def sample_stats(vae, images: torch.Tensor, priors: dict, *, seed: int, n: int = 500) -> dict:
-    """``vk.metrics.image_stats`` means of the real ``images`` and of ``n`` samples of every
-    prior in ``priors`` (name -> prior, drawn with ``vae``'s decoder): faint or washed-out
-    samples show as a lower contrast than the real images'."""
+def _ratio(value: float, real: float) -> float | None:
+    """``value / real``; None where the real images have none of it (a blank test set)."""
+    return value / real if real > 0 else None
+
+
+def sharpness_stats(
+    vae, images: torch.Tensor, priors: dict, *, seed: int, n: int = 500, spectrum=None
+) -> dict:
+    """Blur and contrast of reconstructions and of samples, against the real images.
+
+    ``vk.metrics.image_stats`` of the first ``n`` real ``images``, of their reconstructions
+    (posterior mean) and of ``n`` samples of every prior in ``priors`` (name -> prior, drawn
+    with ``vae``'s decoder, temperature 1, seeded): faint or washed-out samples show as a
+    lower contrast than the real images', blurry ones as a lower sharpness (variance of the
+    Laplacian of the grey image). Returns the entries of ``metrics.json``:
+
+    - ``samples``: ``{"images": n, "real": stats, prior: stats, ...}`` (means per image);
+    - ``sharpness_ratio`` and ``contrast_ratio``: ``{"reconstructions": r, "samples":
+      {prior: r, ...}}``, each the set's mean divided by the real images' (1: as sharp, as
+      contrasted as the data; below 1: blurrier, fainter).
+
+    ``spectrum``: a path for ``vk.viz.plot_spectrum`` of the same sets (real, reconstructions,
+    samples per prior).
+    """
     n = min(n, len(images))
-    out = {"images": n, "real": vk.metrics.image_stats(images[:n].float()).mean()}
+    real = images[:n].float()
+    device = next(vae.parameters()).device
+    with evaluating(vae):
+        recons = torch.cat([vae.reconstruct(x.to(device)).float().cpu() for x in real.split(250)])
+    samples = {}
     for name, prior in priors.items():
         with using_prior(vae, prior):
-            out[name] = vk.metrics.image_stats(draw_samples(vae, n, seed=seed)).mean()
+            samples[name] = draw_samples(vae, n, seed=seed)
+    stats = {name: vk.metrics.image_stats(x).mean() for name, x in samples.items()}
+    real_stats = vk.metrics.image_stats(real).mean()
+    recon_stats = vk.metrics.image_stats(recons).mean()
+    out = {"samples": {"images": n, "real": real_stats, **stats}}
+    for key in ("sharpness", "contrast"):
+        out[f"{key}_ratio"] = {
+            "reconstructions": _ratio(recon_stats[key], real_stats[key]),
+            "samples": {name: _ratio(s[key], real_stats[key]) for name, s in stats.items()},
+        }
+    if spectrum is not None:
+        import matplotlib.pyplot as plt
+
+        sets = {"real test images": real, "reconstructions": recons}
+        sets |= {f"{_label(name)} samples": x for name, x in samples.items()}
+        fig = vk.viz.plot_spectrum(
+            sets, title=f"radially averaged power spectra ({n} images each)", path=spectrum
+        )
+        plt.close(fig)
     return out
 
 
@@ -392,6 +434,13 @@ def write_summary(
          value["contrast"])
         for name, value in stats.items() if name not in ("images", "real")
     ]  # fmt: skip
+    for key in ("sharpness", "contrast"):
+        ratios = metrics.get(f"{key}_ratio")
+        if not ratios:
+            continue
+        what = f"{key} ratio to the real test images"
+        rows.append((f"{what}: reconstructions", ratios["reconstructions"]))
+        rows += [(f"{what}: {_label(name)} samples", r) for name, r in ratios["samples"].items()]
     lines += [f"| {k} | {_fmt(v)} |" for k, v in rows if v is not None]
     if metrics.get("likelihood"):
         lines += ["", f"Likelihood: {metrics['likelihood']}."]

@@ -3,7 +3,8 @@
 Precedence, lowest first: built-in defaults < ``--config FILE.json`` < the ``config.json`` of
 the run being resumed (``--resume DIR``) < options given on the command line. A config file
 uses the long option names with ``_`` for ``-`` (``"batch_size": 128``); keys starting with
-``_`` are comments. ``loss`` and ``beta`` may also be JSON objects (see :mod:`trainlib.specs`).
+``_`` are comments. ``loss``, ``beta`` and ``adversarial`` may also be JSON objects (see
+:mod:`trainlib.specs`).
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ from typing import Any
 
 from vaekit._validation import check_int, check_number
 
-from . import specs
+from . import runtime, specs
 
 NOT_IN_CONFIG = ("config", "resume")  # options a config file cannot set
-DICT_OK = ("loss", "beta")  # options whose config value may be a JSON object
+DICT_OK = ("loss", "beta", "adversarial")  # options whose config value may be a JSON object
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -152,6 +153,21 @@ def build_parser(description: str = "", *, with_defaults: bool = True) -> argpar
         default="imagenet",
         help="VGG/LPIPS backbone for perceptual "
         "terms: imagenet (cached torchvision file), none (random: tests only) or a .pth path",
+    )
+
+    g = p.add_argument_group("adversarial term (sharper images)")
+    add(
+        g,
+        "--adversarial",
+        metavar="SPEC",
+        help="a discriminator (vk.discriminators: patchgan, or your own via --import) and an "
+        "adversarial term with its own optimiser: NAME[:KEY=VALUE,...], e.g. patchgan or "
+        "'patchgan:weight=0.5,start=0.3ep,width=32'. Term: weight=0.5 (adaptive: relative to "
+        "the reconstruction's gradient at the decoder's last layer), start=0 (steps or ep), "
+        "loss=hinge (non_saturating, least_squares), adaptive=true, r1=0 (R1 gamma), "
+        "max_weight=1e4; discriminator optimiser: AdamW lr=2e-4, betas=(0.5,0.9), "
+        "weight_decay=0; other keys go to the discriminator (patchgan: width=64, layers=3, "
+        "norm=batch, act=leaky_relu, spectral_norm=false). Default: none",
     )
 
     g = p.add_argument_group("prior p(z)")
@@ -367,7 +383,8 @@ def check_options(raw: dict[str, Any], parser: argparse.ArgumentParser, source: 
 
 
 def parse(argv: list[str] | None, description: str = "") -> argparse.Namespace:
-    """Resolve the options: defaults < --config < the resumed run < the command line."""
+    """Resolve the options: defaults < --config < the resumed run < the command line; import
+    the ``--import`` modules (user blocks, losses, priors, discriminators register there)."""
     parser = build_parser(description)
     full = vars(parser.parse_args(argv))  # also handles --help and bad flags
     explicit = vars(build_parser(description, with_defaults=False).parse_args(argv))
@@ -386,6 +403,9 @@ def parse(argv: list[str] | None, description: str = "") -> argparse.Namespace:
         merged.update(check_options(saved, parser, f"{cfg}"))
     merged.update(explicit)
     args = argparse.Namespace(**merged)
+    # --import first: the specs name blocks, losses, priors and discriminators that user code
+    # registers
+    runtime.import_user_code(args.imports)
     validate(args)
     return args
 
@@ -447,6 +467,7 @@ def validate(args: argparse.Namespace) -> None:
     args.fit_prior_spec = (
         None if args.fit_prior is None else specs.parse_prior(args.fit_prior, "--fit-prior")
     )
+    args.adversarial_spec = specs.parse_adversarial(args.adversarial)
     if args.perceptual_weights in ("none", "None", "random"):
         args.perceptual_weights = None
 

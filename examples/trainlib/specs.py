@@ -39,6 +39,19 @@ colons (constructor arguments, or options of an ex-post prior's ``fit``)::
     gmm:10 | gmm:10:diag                GaussianMixture(10, "full" | "diag")
     flow | flow:layers=4:iterations=500 Flow(layers=4), fit(..., iterations=500)
     diffusion:sample_steps=25           LatentDiffusion(sample_steps=25)
+
+``--adversarial`` (a discriminator from the ``vk.discriminators`` registry and a
+``vk.losses.Adversarial`` term; Esser et al. 2021, Rombach et al. 2022)::
+
+    patchgan                            PatchGAN(in_channels=C), hinge, weight 0.5, adaptive,
+                                        from step 0; the discriminator's AdamW lr 2e-4,
+                                        betas (0.5, 0.9), no weight decay
+    patchgan:weight=0.5,start=0.3ep,loss=hinge,lr=2e-4,width=32,layers=3,norm=batch,r1=0
+
+``weight``, ``start`` (a length; ``0``: from the first step), ``loss``, ``adaptive``, ``r1``
+(R1 γ), ``max_weight``, ``lr``, ``betas`` and ``weight_decay`` set the term and the
+discriminator's optimiser; any other key is a keyword of the discriminator's constructor
+(``in_channels`` comes from the model). In a JSON config: ``{"name": "patchgan", ...}``.
 """
 
 from __future__ import annotations
@@ -51,6 +64,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+import torch
 
 import vaekit as vk
 from vaekit import schedules as S
@@ -618,3 +633,235 @@ def parse_prior(spec: object, option: str = "--prior") -> PriorSpec:
     except (TypeError, ValueError) as err:
         raise type(err)(f"{what}: {err}") from None
     return parsed
+
+
+# -- adversarial term ---------------------------------------------------------------------------
+# ``--adversarial NAME[:KEY=VALUE,...]``: a discriminator from the ``vk.discriminators`` registry
+# (users' own via --import) and a ``vk.losses.Adversarial`` around it. The keys below set the
+# adversarial term and the discriminator's optimiser; every other key goes to the
+# discriminator's constructor (``in_channels`` comes from the model).
+ADVERSARIAL_DEFAULTS: dict[str, Any] = {
+    "weight": 0.5,  # adaptive: the adversarial gradient at the decoder's last layer, relative
+    "start": 0,  # the first step with the term (steps or epochs: 2000, 0.3ep)
+    "loss": "hinge",
+    "adaptive": True,
+    "r1": 0.0,  # R1 penalty gamma (Mescheder et al. 2018); 0: off
+    "max_weight": 1e4,
+    "lr": 2e-4,  # the discriminator's AdamW
+    "betas": (0.5, 0.9),
+    "weight_decay": 0.0,
+}
+_ADVERSARIAL_ALIASES = {"r1_gamma": "r1"}
+ADVERSARIAL_EXAMPLES = "patchgan, patchgan:weight=0.5,start=0.3ep,width=32"
+
+
+@dataclass(frozen=True)
+class AdversarialSpec:
+    """A parsed ``--adversarial``: the discriminator (registry name, constructor keywords), the
+    adversarial term's options and the discriminator optimiser's."""
+
+    name: str  # canonical registry name
+    discriminator_kwargs: dict[str, Any]
+    options: dict[str, Any]  # ADVERSARIAL_DEFAULTS, with what the spec sets
+    text: str
+
+    def start_step(self, steps_per_epoch: int) -> int:
+        """The first step with the adversarial term (0: from the start)."""
+        start = self.options["start"]
+        return 0 if start == 0 else start.to_steps(steps_per_epoch)
+
+    def build_discriminator(self, in_channels: int) -> torch.nn.Module:
+        """A fresh discriminator for images of ``in_channels`` channels."""
+        try:
+            return vk.discriminators.build(
+                self.name, in_channels=in_channels, **self.discriminator_kwargs
+            )
+        except (TypeError, ValueError) as err:
+            raise type(err)(f"--adversarial {self.text!r}: {err}") from None
+
+    def build(
+        self, discriminator: torch.nn.Module, *, steps_per_epoch: int, last_layer: torch.Tensor
+    ) -> vk.losses.Adversarial:
+        """The adversarial term of the training loss (``VAELoss(..., adversarial=...)``)."""
+        o = self.options
+        return vk.losses.Adversarial(
+            discriminator, loss=o["loss"], weight=o["weight"], adaptive=o["adaptive"],
+            start=self.start_step(steps_per_epoch), r1_gamma=o["r1"],
+            max_weight=o["max_weight"], last_layer=last_layer,
+        )  # fmt: skip
+
+    def optimizer(self, params, *, fused: bool = False) -> torch.optim.AdamW:
+        """The discriminator's own AdamW (``lr``, ``betas``, ``weight_decay`` of the spec)."""
+        o = self.options
+        return torch.optim.AdamW(
+            params, lr=o["lr"], betas=o["betas"], weight_decay=o["weight_decay"], fused=fused
+        )
+
+    def describe(self, steps_per_epoch: int) -> dict[str, Any]:
+        """What config.json records: the spec and every resolved setting."""
+        o = self.options
+        return {
+            "spec": self.text, "discriminator": self.name,
+            "discriminator_kwargs": self.discriminator_kwargs, "loss": o["loss"],
+            "weight": o["weight"], "adaptive": o["adaptive"], "max_weight": o["max_weight"],
+            "start": str(o["start"]), "start_step": self.start_step(steps_per_epoch),
+            "r1_gamma": o["r1"],
+            "optimizer": {"name": "AdamW", "lr": o["lr"], "betas": list(o["betas"]),
+                          "weight_decay": o["weight_decay"]},
+        }  # fmt: skip
+
+
+def _adversarial_option(key: str, value: Any, what: str) -> Any:
+    """One adversarial/optimiser option, checked now (before any data is loaded)."""
+    name = f"{what}: {key}"
+    if key == "start":
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0:
+            return 0
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        return parse_length(value, name)
+    if key == "loss":
+        if value not in vk.losses.ADVERSARIAL_LOSSES:
+            raise ValueError(
+                f"{name} must be one of {list(vk.losses.ADVERSARIAL_LOSSES)}, got {value!r}"
+            )
+        return value
+    if key == "adaptive":
+        if not isinstance(value, bool):
+            raise TypeError(f"{name} must be true or false, got {value!r}")
+        return value
+    if key == "betas":
+        if not (isinstance(value, (tuple, list)) and len(value) == 2):
+            raise ValueError(f"{name} must be two numbers like (0.5,0.9), got {value!r}")
+        return tuple(check_number(b, f"{name}", at_least=0, below=1) for b in value)
+    if key == "lr":
+        return check_number(value, name, above=0)
+    return check_number(value, name, at_least=0)  # weight, r1, max_weight, weight_decay
+
+
+def _discriminator_parameters(factory: Any) -> tuple[dict[str, inspect.Parameter], bool]:
+    """Constructor parameters a spec may set, and whether the factory takes ``**kwargs``."""
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return {}, True  # no signature to check against: let the constructor decide
+    open_ended = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    return _parameters(factory, ("self", "in_channels")), open_ended
+
+
+def parse_adversarial(spec: object) -> AdversarialSpec | None:
+    """Parse ``--adversarial`` (a string, or a dict ``{"name": ..., KEY: VALUE}`` in a JSON
+    config); ``None``/``"none"``/``"off"`` mean no adversarial term.
+
+    Names, keys and the adversarial options are checked here; the discriminator's own values
+    when it is built (:meth:`AdversarialSpec.build_discriminator`, before any data is loaded).
+    """
+    if spec is None or (isinstance(spec, str) and spec.strip().lower() in ("none", "off")):
+        return None
+    items: list[tuple[str, Any]] = []
+    if isinstance(spec, Mapping):
+        raw = dict(spec)
+        head = raw.pop("name", None)
+        what = f"--adversarial {spec!r}"
+        if not isinstance(head, str) or not head.strip():
+            raise ValueError(
+                f"{what}: a dict needs the discriminator's name, e.g. "
+                '{"name": "patchgan", "weight": 0.5, "start": "0.3ep"}'
+            )
+        items = [(str(k), v) for k, v in raw.items()]
+        text = ",".join([head.strip(), *(f"{k}={v}" for k, v in items)])
+        text = text.replace(",", ":", 1) if items else text
+    elif isinstance(spec, str) and spec.strip():
+        text = spec.strip()
+        what = f"--adversarial {text!r}"
+        head, _, body = text.partition(":")
+        try:
+            parts = _split_top(body) if body.strip() else []
+        except ValueError as err:
+            raise ValueError(f"{what}: {err}") from None
+        for part in parts:
+            key, sep, value = part.partition("=")
+            if not sep or not key.strip().isidentifier() or not value.strip():
+                raise ValueError(
+                    f"{what}: expected NAME[:KEY=VALUE,...], got {part.strip()!r} (e.g. "
+                    f"{ADVERSARIAL_EXAMPLES})"
+                )
+            items.append((key.strip(), _literal(value)))
+    else:
+        raise TypeError(
+            f"--adversarial must be a discriminator name with options, such as "
+            f"{ADVERSARIAL_EXAMPLES}, got {type(spec).__name__} {spec!r}"
+        )
+    try:
+        factory = vk.discriminators.get(head.strip())  # unknown: the registry lists the names
+    except ValueError as err:
+        raise ValueError(f"{what}: {err}") from None
+    name = next(n for n in vk.discriminators.available() if vk.discriminators.get(n) is factory)
+    params, open_ended = _discriminator_parameters(factory)
+    options = dict(ADVERSARIAL_DEFAULTS)
+    given: set[str] = set()
+    disc_kwargs: dict[str, Any] = {}
+    for key, value in items:
+        key = _ADVERSARIAL_ALIASES.get(key, key)
+        if key in given:
+            raise ValueError(f"{what}: {key!r} is given twice")
+        given.add(key)
+        if key in ADVERSARIAL_DEFAULTS:
+            options[key] = _adversarial_option(key, value, what)
+        elif key == "in_channels":
+            raise ValueError(f"{what}: in_channels is set from the model's channels; leave it out")
+        elif key in params or open_ended:
+            disc_kwargs[key] = value
+        else:
+            valid = sorted({*ADVERSARIAL_DEFAULTS, *params})
+            close = difflib.get_close_matches(key, valid, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValueError(
+                f"{what}: unknown option {key!r}{hint} (adversarial term and optimiser: "
+                f"{', '.join(ADVERSARIAL_DEFAULTS)}; {name}: {', '.join(params) or 'none'})"
+            )
+    return AdversarialSpec(name, disc_kwargs, options, text)
+
+
+def check_discriminator(
+    disc: torch.nn.Module, spec: AdversarialSpec, in_channels: int, image_size: int,
+    device: torch.device,
+) -> None:  # fmt: skip
+    """Run ``disc`` once on a blank image of the run's size, so a discriminator that cannot
+    judge it (a PatchGAN with too many layers for small images) fails before training."""
+    what = f"--adversarial {spec.text!r}"
+    min_size = getattr(disc, "min_size", None)
+    if isinstance(min_size, int) and image_size < min_size:
+        layers = getattr(disc, "layers", None)
+        fewer = (
+            f"; use fewer layers (layers={layers - 1} needs {min_size // 2})"
+            if isinstance(layers, int) and layers > 1 else ""
+        )  # fmt: skip
+        raise ValueError(
+            f"{what}: the {spec.name} discriminator needs images of at least {min_size}x"
+            f"{min_size} pixels, the model's are {image_size}x{image_size}{fewer}"
+        )
+    x = torch.zeros(1, in_channels, image_size, image_size, device=device)
+    modes = [(m, m.training) for m in disc.modules()]
+    disc.eval()  # no batch statistics or power iterations change
+    try:
+        with torch.no_grad():
+            logits = disc(x)
+    except (ValueError, TypeError) as err:
+        raise type(err)(f"{what}: {err}") from None
+    except RuntimeError as err:  # e.g. a conv kernel larger than its input
+        raise ValueError(
+            f"{what}: the discriminator fails on a {tuple(x.shape)} batch: {err}"
+        ) from None
+    finally:
+        for m, mode in modes:
+            m.training = mode
+    if not (
+        isinstance(logits, torch.Tensor) and logits.is_floating_point() and logits.ndim >= 1
+        and logits.shape[0] == 1
+    ):  # fmt: skip
+        shown = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise ValueError(
+            f"{what}: the discriminator must return logits with the batch first (B, ...), got "
+            f"{shown} for a batch of 1"
+        )

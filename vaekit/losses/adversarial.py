@@ -141,8 +141,24 @@ def _last_layer(layer: object, what: str = "last_layer") -> torch.Tensor:
     return layer
 
 
+_DONATED_BUFFER_FIX = (
+    "; a model compiled with torch.compile frees buffers for its backward, which the adaptive "
+    "weight and R1 differentiate through first: set torch._functorch.config.donated_buffer = "
+    "False before compiling (the example trainer does), or use adaptive=False and r1_gamma=0"
+)
+
+
+def _grad(outputs: torch.Tensor, inputs: torch.Tensor, **kwargs: bool) -> torch.Tensor | None:
+    try:
+        return torch.autograd.grad(outputs, inputs, **kwargs)[0]
+    except RuntimeError as err:
+        if "donated buffer" in str(err):
+            raise RuntimeError(f"{err}{_DONATED_BUFFER_FIX}") from err
+        raise
+
+
 def _grad_norm(loss: torch.Tensor, weight: torch.Tensor, what: str) -> torch.Tensor:
-    (grad,) = torch.autograd.grad(loss, weight, retain_graph=True, allow_unused=True)
+    grad = _grad(loss, weight, retain_graph=True, allow_unused=True)
     if grad is None:
         raise ValueError(
             f"the {what} loss sends no gradient to last_layer (a weight of shape "
@@ -202,7 +218,7 @@ def r1_penalty(real: torch.Tensor, real_logits: torch.Tensor) -> torch.Tensor:
             "r1_penalty needs the real images' gradient: call real.requires_grad_(True) before "
             "the discriminator sees them"
         )
-    (grad,) = torch.autograd.grad(real_logits.float().sum(), real, create_graph=True)
+    grad = _grad(real_logits.float().sum(), real, create_graph=True)
     return grad.float().square().flatten(1).sum(dim=1).mean()
 
 
