@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
-from common import require
+from common import PeerUnavailable, require
 from torch import nn
 
 import vaekit as vk
@@ -51,13 +51,20 @@ class Contender:
     lr_per_epoch: float | None = None  # multiplicative decay per epoch (vanilla)
     notes: str = ""
     extra: dict = field(default_factory=dict)
+    # modules trained next to the model but not part of it (a discriminator, a loss with
+    # parameters): moved to the model's device by the training loop
+    companions: tuple[nn.Module, ...] = ()
+    # a second optimiser's step after the model's, on the same batch (the discriminator's):
+    # step index -> None; called by the training loop after every optimiser step of the model
+    second_step: Callable[[int], None] | None = None
 
     @property
     def params(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
 
 
-def _crop_to(x: torch.Tensor, size: int) -> torch.Tensor:
+def crop_to(x: torch.Tensor, size: int) -> torch.Tensor:
+    """The central ``size`` x ``size`` pixels (pythae's MNIST nets eat the 28x28 content)."""
     off = (x.shape[-1] - size) // 2
     return x[..., off : off + size, off : off + size] if off else x
 
@@ -84,24 +91,101 @@ RECIPES = {
     ),
     # generic recipe for the speed part on other presets
     "mse": dict(recon="mse", beta=1.0, free_bits=0.0, lr=1e-3, likelihood=None),
-}
+    # the sharpness part: the fmnist32 recipe + a spectral term (|ΔF| of the orthonormal FFT,
+    # on the scale of an L1 in pixels); the Bernoulli likelihood stays the main term
+    "bce-fft-beta0.8": dict(
+        recon={"bce": 1.0, "fft": 0.1}, beta=0.8, free_bits=0.0, lr=2e-3, likelihood=None
+    ),
+    # the levers of sharpness on the fmnist32 model (benchmarks/sharpness.py). A pixel loss's
+    # β is the scale of the likelihood it stands for at PSNR ≈ 20 dB (L1 = Laplace with
+    # b ≈ 0.05; MSE = Gaussian with 2σ² ≈ 0.02), so each sits at the balance of recon and KL
+    # that the Bernoulli recipe has by construction
+    "bce-beta0.1": dict(recon="bce", beta=0.1, free_bits=0.0, lr=2e-3, likelihood=None),
+    "l1-beta0.05": dict(recon="l1", beta=0.05, free_bits=0.0, lr=2e-3, likelihood=None),
+    "mse-beta0.02": dict(recon="mse", beta=0.02, free_bits=0.0, lr=2e-3, likelihood=None),
+    "l1-fft-beta0.05": dict(
+        recon={"l1": 1.0, "fft": 0.1}, beta=0.05, free_bits=0.0, lr=2e-3, likelihood=None
+    ),
+    "multiscale-beta0.05": dict(
+        recon=lambda: vk.losses.MultiScale({"l1": 1.0, "ssim": 0.5, "fft": 0.1}, scales=2),
+        beta=0.05, free_bits=0.0, lr=2e-3, likelihood=None,
+    ),
+    # σ-VAE (Rybkin et al. 2021): the batch's maximum-likelihood σ, a Gaussian ELBO that
+    # balances itself; a learned scalar σ reaches the same optimum, but at lr 2e-3 its log σ²
+    # moves ~2e-3 per step, too slow for a budget of a few hundred steps
+    "gaussian-optimal-beta0.8": dict(
+        recon=lambda: vk.losses.GaussianNLLLoss(sigma="optimal"),
+        beta=0.8, free_bits=0.0, lr=2e-3, likelihood=None,
+    ),
+    # VGG16 features need torchvision's ImageNet file; the benchmark never downloads it
+    "l1-perceptual-beta0.05": dict(
+        recon=lambda: {"l1": 1.0, "perceptual": (_perceptual(), 0.1)},
+        beta=0.05, free_bits=0.0, lr=2e-3, likelihood=None,
+    ),
+}  # fmt: skip
+
+
+def _perceptual() -> nn.Module:
+    """VGG16 perceptual loss with ImageNet weights from the local torch hub cache only."""
+    try:
+        return vk.losses.PerceptualLoss(download=False)
+    except vk.losses.WeightsNotFoundError as err:  # the row says which file is missing
+        what = str(err).split(". On a machine with internet")[0]  # the file and where, not how
+        raise PeerUnavailable(
+            f"{what} (the benchmark never downloads; a random backbone would measure nothing)"
+        ) from None
 
 
 def vaekit_contender(
-    name: str, config: vk.VAEConfig, recipe: str, channels_last: bool = True
+    name: str,
+    config: vk.VAEConfig,
+    recipe: str,
+    channels_last: bool = True,
+    adversarial: dict | None = None,
 ) -> Contender:
+    """A vaekit VAE trained with ``RECIPES[recipe]``; ``adversarial`` adds a PatchGAN term
+    (keys: ``weight``, ``loss``, ``start`` step, discriminator ``width``, ``layers``, ``norm``
+    and its AdamW ``lr``, ``betas``; see ``benchmarks/sharpness.py``)."""
     r = RECIPES[recipe]
     vae = vk.VAE(config)
     if channels_last:
         vae = vae.to(memory_format=torch.channels_last)
+    adv = disc = None
+    if adversarial is not None:
+        a = adversarial
+        disc = vk.discriminators.build("patchgan", in_channels=config.in_channels,
+                                       width=a["width"], layers=a["layers"], norm=a["norm"])  # fmt: skip
+        adv = vk.losses.Adversarial(disc, loss=a["loss"], weight=a["weight"], start=a["start"],
+                                    last_layer=vae.decoder.last_layer)  # fmt: skip
+    recon = r["recon"]() if callable(r["recon"]) else r["recon"]
     loss_fn = vk.losses.VAELoss(
-        recon=r["recon"], kl=vk.losses.KL(free_bits=r["free_bits"]), beta=r["beta"]
+        recon=recon, kl=vk.losses.KL(free_bits=r["free_bits"]), beta=r["beta"], adversarial=adv
     )
+    batch: dict = {}  # the VAE step's output and data, for the discriminator's step
 
     def loss(model, x, step):
-        return loss_fn(model(x), x, step=step).total
+        out = model(x)
+        if adv is not None:
+            batch.update(out=out, x=x)
+        return loss_fn(out, x, step=step).total
+
+    second_step = None
+    if adv is not None:
+        d_opt = torch.optim.AdamW(disc.parameters(), lr=a["lr"], betas=a["betas"], weight_decay=0)
+
+        def second_step(step: int) -> None:
+            out, x = batch.pop("out"), batch.pop("x")
+            if adv.active(step):
+                d = loss_fn.discriminator_loss(out, x, step=step)
+                d_opt.zero_grad(set_to_none=True)
+                d.total.backward()
+                d_opt.step()
 
     likelihood = {"likelihood": r["likelihood"]} if r["likelihood"] else None
+    notes = f"recipe {recipe}; {'channels_last' if channels_last else 'NCHW'}"
+    if adv is not None:
+        notes += (f"; PatchGAN width {a['width']}, {a['layers']} layers, {a['norm']} norm, "
+                  f"{a['loss']}, adaptive weight × {a['weight']:g} from step {a['start']}")  # fmt: skip
     return Contender(
         name=name,
         peer=None,
@@ -116,7 +200,9 @@ def vaekit_contender(
         likelihood=likelihood,
         clip_grad=5.0,
         lr_per_epoch=r.get("lr_per_epoch"),
-        notes=f"recipe {recipe}; {'channels_last' if channels_last else 'NCHW'}",
+        notes=notes,
+        companions=(loss_fn,) if disc is None else (loss_fn, disc),
+        second_step=second_step,
     )
 
 
@@ -192,7 +278,7 @@ def pythae_contender(name: str, dataset: str | None, kind: str, shape=None) -> C
         loss=loss,
         make_optimizer=lambda m: torch.optim.Adam(m.parameters(), lr=1e-4),
         eval_vae=eval_vae,
-        to_input=lambda x: _crop_to(x, shape[-1]),
+        to_input=lambda x: crop_to(x, shape[-1]),
         # 0.5·SSE + KL is the Gaussian (σ = 1) negative ELBO up to the constant D/2·log 2π
         likelihood={"likelihood": "gaussian", "sigma": 1.0},
         notes=f"pythae VAE, {nets}, latent {latent}, mse loss, Adam 1e-4",

@@ -33,7 +33,8 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from common import crop28, fashion_mnist, pad32
+from common import pad32
+from peers import crop_to
 
 import vaekit as vk
 
@@ -62,13 +63,18 @@ def _since(t: float) -> float:
     return round(time.perf_counter() - t, 2)
 
 
-def vaekit_priors(c, x_fit, n_samples: int, fd, args, seed: int, device, log) -> dict:
-    """Fit every ex-post prior on the posterior means of ``x_fit``; FD of their samples."""
+def vaekit_priors(
+    c, x_fit, n_samples: int, fd, args, seed: int, device, log, names=tuple(EX_POST), stats=None
+) -> dict:
+    """Fit the ex-post priors ``names`` (default: all of :data:`EX_POST`) on the posterior
+    means of ``x_fit``; FD of their samples, and ``stats(images)`` merged into each row when
+    given (the sharpness part's image statistics of the same samples)."""
     vae = c.eval_vae().to(device).eval()
     t = time.perf_counter()
     latents = vk.priors.encode_dataset(vae, x_fit, use="mean", batch_size=500, progress=False)
     out = {"encode_seconds": _since(t), "latents": list(latents.shape)}
-    for name, (build, fit_kwargs) in EX_POST.items():
+    for name in names:
+        build, fit_kwargs = EX_POST[name]
         row: dict = {}
         out[name] = row
         try:
@@ -87,7 +93,10 @@ def vaekit_priors(c, x_fit, n_samples: int, fd, args, seed: int, device, log) ->
             with torch.no_grad():
                 z = prior.sample(n_samples, generator=gen)
             row["sample_seconds"] = _since(t)
-            row["fd_samples"] = fd(_decode_samples(vae, z, device))
+            images = _decode_samples(vae, z, device)
+            row["fd_samples"] = fd(images)
+            if stats is not None:
+                row.update(stats(images))
         except Exception as err:  # a failing fit is a row, the others still run
             traceback.print_exc()
             row["error"] = f"{type(err).__name__}: {err}"
@@ -155,24 +164,11 @@ def run_priors(args, device, log) -> dict:
     from report import prior_targets
 
     seed = args.seed
-    clf_limit = None if args.classifier_images >= 60_000 else args.classifier_images
-    clf_epochs = 1 if args.quick else 2
-    clf, _ = quality.classifier(clf_limit, clf_epochs, seed)
-    clf = clf.to(device)
-    x_train, _ = fashion_mnist("train", limit=args.train_images)
-    x_test, y_test = fashion_mnist("test", limit=args.test_images)
+    sc = quality.scoring(args, device, log, "priors")
+    x_train, n_test = sc.x_train, len(sc.x_test)
     x_fit = x_train[: args.prior_fit_images] if args.prior_fit_images else x_train
-    n_test = len(x_test)
-    feats = lambda imgs: vk.metrics.extract_features(clf, imgs.to(device), batch_size=500)
-    real = feats(x_test)
-    fd = lambda images: vk.metrics.fid(real, feats(images))
     section = {
-        "classifier": {
-            "accuracy": clf.accuracy(x_test.to(device), y_test.to(device)),
-            "train_images": clf_limit or 60_000,
-            "epochs": clf_epochs,
-            "fd_train_test": vk.metrics.fid(feats(x_train[:n_test]), real),
-        },
+        "classifier": sc.classifier,
         "train_images": len(x_train),
         "fit_images": len(x_fit),
         "test_images": n_test,
@@ -195,11 +191,11 @@ def run_priors(args, device, log) -> dict:
         score = pythae_priors if c.peer == "pythae" else vaekit_priors
         for which, state in watch.snapshots.items():
             c.model.load_state_dict(state)
-            base = quality.evaluate(c, x_test, real, clf, n_test, seed, device)
+            base = quality.evaluate(c, sc, seed)
             result = {k: base[k] for k in ("psnr", "ssim", "fd_recon")}
             result["priors"] = {"standard_normal": {"fd_samples": base["fd_samples"]}}
-            x = crop28(x_fit) if c.input_shape[-1] == 28 else x_fit
-            extra = score(c, x, n_test, fd, args, seed, device, log)
+            x = crop_to(x_fit, c.input_shape[-1])
+            extra = score(c, x, n_test, sc.fd, args, seed, device, log)
             for key in ("encode_seconds", "latents"):
                 if key in extra:
                     result[key] = extra.pop(key)

@@ -24,12 +24,13 @@ import math
 import tempfile
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from common import CACHE, PeerUnavailable, crop28, fashion_mnist, pad32, peer_status
 from peers import (
     Contender,
+    crop_to,
     diffusers_contender,
     fmnist_spatial_config,
     pythae_contender,
@@ -123,9 +124,14 @@ SYSTEMS = {
 @dataclass
 class Budget:
     images: int
-    seconds: float
+    seconds: float | None  # None: the images budget only (the sharpness part's levers)
     max_seconds: float  # give up on the images budget after this long
     batch_size: int = 64
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The budgets this run stops at: ``("images", "time")`` or ``("images",)``."""
+        return BUDGETS if self.seconds is not None else ("images",)
 
 
 # -- classifier for the Fréchet distance ---------------------------------------------------------
@@ -145,6 +151,48 @@ def classifier(train_limit: int | None, epochs: int, seed: int = 0):
     path.parent.mkdir(parents=True, exist_ok=True)
     clf.save(path)
     return clf, False
+
+
+@dataclass
+class Scoring:
+    """What every part that scores models on the test images shares: the data, the FD
+    classifier, the test images' features and the classifier's row of the results."""
+
+    clf: vk.metrics.ClassifierFeatures
+    x_train: torch.Tensor
+    x_test: torch.Tensor
+    device: torch.device
+    real: torch.Tensor | None = None  # classifier features of x_test
+    classifier: dict = field(default_factory=dict)  # accuracy, images, epochs, floor FD
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        return vk.metrics.extract_features(self.clf, images.to(self.device), batch_size=500)
+
+    def fd(self, images: torch.Tensor) -> float:
+        """FD of ``images`` (32x32, zero border) against the test images."""
+        return vk.metrics.fid(self.real, self.features(images))
+
+
+def scoring(args, device, log, part: str) -> Scoring:
+    """Load the data and the (cached) FD classifier of a run: :class:`Scoring`."""
+    clf_limit = None if args.classifier_images >= 60_000 else args.classifier_images
+    clf_epochs = 1 if args.quick else 2
+    t = time.perf_counter()
+    clf, cached = classifier(clf_limit, clf_epochs, args.seed)
+    clf = clf.to(device)
+    log(f"[{part}] classifier {'loaded from cache' if cached else 'trained'} "
+        f"({time.perf_counter() - t:.1f} s)")  # fmt: skip
+    x_train, _ = fashion_mnist("train", limit=args.train_images)
+    x_test, y_test = fashion_mnist("test", limit=args.test_images)
+    sc = Scoring(clf, x_train, x_test, device)
+    sc.real = sc.features(x_test)
+    sc.classifier = {
+        "accuracy": clf.accuracy(x_test.to(device), y_test.to(device)),
+        "train_images": clf_limit or 60_000,
+        "epochs": clf_epochs,
+        "fd_train_test": vk.metrics.fid(sc.features(x_train[: len(x_test)]), sc.real),
+    }
+    return sc
 
 
 # -- training ------------------------------------------------------------------------------------
@@ -181,9 +229,10 @@ class _Budgets:
         self.steps += 1
         if "images" not in self.snapshots and self.images >= self.budget.images:
             self._take("images")
-        if "time" not in self.snapshots and self.elapsed() >= self.budget.seconds:
+        timed = self.budget.seconds is not None
+        if timed and "time" not in self.snapshots and self.elapsed() >= self.budget.seconds:
             self._take("time")
-        if len(self.snapshots) == 2:
+        if len(self.snapshots) == len(self.budget.names):
             return True
         if self.elapsed() >= self.budget.max_seconds:
             self.stopped = (
@@ -194,10 +243,36 @@ class _Budgets:
         return False
 
 
+def training_step(c: Contender, device):
+    """``(model, optimizer, step)`` for the contender on ``device``: ``step(x, i)`` is one
+    training step on batch ``x`` at step index ``i`` (forward, loss, backward, clipping, the
+    optimiser; then ``c.second_step``, a discriminator's, unless ``second=False``) and returns
+    the loss. A non-finite loss is returned before any update. Shared by the training loop and
+    the sharpness part's step timing."""
+    model = c.model.to(device).train()
+    for m in c.companions:
+        m.to(device).train()
+    opt = c.make_optimizer(model)
+
+    def step(x: torch.Tensor, i: int, *, second: bool = True) -> torch.Tensor:
+        loss = c.loss(model, x, i)
+        if not torch.isfinite(loss):
+            return loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if c.clip_grad:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), c.clip_grad)
+        opt.step()
+        if second and c.second_step is not None:
+            c.second_step(i)
+        return loss
+
+    return model, opt, step
+
+
 def train_own_loop(c: Contender, x_train: torch.Tensor, budget: Budget, seed: int, device):
     """The loop every system without its own trainer gets: same order of batches for all."""
-    model = c.model.to(device).train()
-    opt = c.make_optimizer(model)
+    model, opt, train_step = training_step(c, device)
     gen = torch.Generator().manual_seed(seed)
     watch = _Budgets(model, budget)
     n, bs = len(x_train), budget.batch_size
@@ -210,15 +285,10 @@ def train_own_loop(c: Contender, x_train: torch.Tensor, budget: Budget, seed: in
                     g["lr"] *= c.lr_per_epoch
         x = c.to_input(x_train[perm[pos : pos + bs]].to(device))
         pos += bs
-        loss = c.loss(model, x, step)
+        loss = train_step(x, step)
         if not torch.isfinite(loss):
             watch.stopped = f"diverged: loss {float(loss)} at step {step}"
             break
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if c.clip_grad:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), c.clip_grad)
-        opt.step()
         step += 1
         if watch.after_step(bs):
             break
@@ -266,7 +336,7 @@ def train_pythae(c: Contender, x_train: torch.Tensor, budget: Budget, seed: int,
         holder["watch"] = watch = _Budgets(trainer.model, budget)
         try:
             trainer.train()
-            for which in BUDGETS:  # ran out of epochs first (not at realistic budgets)
+            for which in budget.names:  # ran out of epochs first (not at realistic budgets)
                 if which not in watch.snapshots:
                     watch._take(which)
         except _StopTraining:
@@ -282,16 +352,20 @@ KEEP: set[str] = set()
 _TRAINED: dict[str, tuple[Contender, _Budgets]] = {}
 
 
-def train_system(name: str, x_train: torch.Tensor, budget: Budget, seed: int, device, log):
-    """Build and train the system ``name`` to the budgets: ``(contender, watch)``.
+def train_system(
+    name: str, x_train: torch.Tensor, budget: Budget, seed: int, device, log, systems=None
+):
+    """Build and train the system ``name`` of ``systems`` (default :data:`SYSTEMS`) to the
+    budgets: ``(contender, watch)``.
 
-    Systems in :data:`KEEP` are trained once per process: a second call (the priors part after
-    the quality part) gets the same weights back. Raises ``PeerUnavailable``.
+    Systems in :data:`KEEP` are trained once per process: a second call (the priors or
+    sharpness part after the quality part) gets the same weights back. Raises
+    ``PeerUnavailable``.
     """
     if name in _TRAINED:
         log(f"[train] {name}: the weights trained earlier in this run")
         return _TRAINED[name]
-    builder = SYSTEMS[name][0]
+    builder = (systems or SYSTEMS)[name][0]
     torch.manual_seed(seed)
     c = builder()
     log(f"[train] {name}: {c.params / 1e6:.2f} M params, training ...")
@@ -302,11 +376,15 @@ def train_system(name: str, x_train: torch.Tensor, budget: Budget, seed: int, de
     return c, watch
 
 
-def train_or_skip(name: str, section: dict, x_train, budget: Budget, seed: int, device, log, part):
+def train_or_skip(
+    name: str, section: dict, x_train, budget: Budget, seed: int, device, log, part, systems=None
+):
     """Record system ``name``'s row in ``section["systems"]`` (description, peer, latent) and
     train it: ``(row, contender, watch)``, or ``None`` when its peer is missing (then
-    ``row["unavailable"]`` says why). Shared by the quality and priors parts."""
-    _, description, peer, latent = SYSTEMS[name]
+    ``row["unavailable"]`` says why). ``systems``: a table shaped like :data:`SYSTEMS` (its
+    default). Shared by the quality, priors and sharpness parts."""
+    systems = systems or SYSTEMS
+    _, description, peer, latent = systems[name]
     row = {"description": description, "peer": peer, "latent": latent}
     section["systems"][name] = row
     if peer is not None and not peer_status(peer).available:
@@ -314,9 +392,10 @@ def train_or_skip(name: str, section: dict, x_train, budget: Budget, seed: int, 
         log(f"[{part}] {name}: {row['unavailable']}")
         return None
     try:
-        c, watch = train_system(name, x_train, budget, seed, device, log)
+        c, watch = train_system(name, x_train, budget, seed, device, log, systems)
     except PeerUnavailable as err:
         row["unavailable"] = str(err)
+        log(f"[{part}] {name}: {row['unavailable']}")
         return None
     return row, c, watch
 
@@ -328,13 +407,23 @@ def _batched(fn, x: torch.Tensor, batch: int = 500) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate(c: Contender, x_test: torch.Tensor, real_feats, clf, n_samples: int, seed, device):
+def reconstructions(c: Contender, x_test: torch.Tensor, device) -> torch.Tensor:
+    """Decoder of the posterior mean of every test image, 32x32 with a zero border, on CPU."""
+    vae = c.eval_vae().to(device).eval()
+    return pad32(_batched(vae.reconstruct, crop_to(x_test, c.input_shape[-1]).to(device)))
+
+
+@torch.no_grad()
+def evaluate(c: Contender, sc: Scoring, seed: int, recon: torch.Tensor | None = None) -> dict:
+    """The quality table's numbers for the contender's current weights, on ``sc``'s test
+    images and as many N(0, I) samples; ``recon``: its :func:`reconstructions` of them when
+    the caller has them already."""
+    x_test, device, n_samples = sc.x_test, sc.device, len(sc.x_test)
     vae = c.eval_vae().to(device).eval()
     size = c.input_shape[-1]
-    off = (x_test.shape[-1] - size) // 2
-    x_in = x_test[..., off : off + size, off : off + size] if off else x_test
-    x_in = x_in.to(device)
-    recon = pad32(_batched(vae.reconstruct, x_in))
+    x_in = crop_to(x_test, size).to(device)
+    if recon is None:
+        recon = reconstructions(c, x_test, device)
     gen = torch.Generator(device=device).manual_seed(seed)
     samples = torch.cat(
         [
@@ -343,12 +432,11 @@ def evaluate(c: Contender, x_test: torch.Tensor, real_feats, clf, n_samples: int
         ]
     ).clamp(0, 1)
     samples = pad32(samples)
-    feats = lambda imgs: vk.metrics.extract_features(clf, imgs, batch_size=500)
     out = {
         "psnr": float(vk.metrics.psnr(crop28(recon), crop28(x_test))),
         "ssim": float(vk.metrics.ssim(crop28(recon), crop28(x_test))),
-        "fd_recon": vk.metrics.fid(real_feats, feats(recon)),
-        "fd_samples": vk.metrics.fid(real_feats, feats(samples)),
+        "fd_recon": sc.fd(recon),
+        "fd_samples": sc.fd(samples),
         "active_units": int(vk.metrics.active_units(vae, x_in)),
         "latent_dims": int(math.prod(vae.latent_shape)),
         "neg_elbo": None,
@@ -369,26 +457,10 @@ def evaluate(c: Contender, x_test: torch.Tensor, real_feats, clf, n_samples: int
 def run_quality(args, device, log) -> dict:
     """Train and score every requested system; returns the JSON section."""
     seed = args.seed
-    clf_limit = None if args.classifier_images >= 60_000 else args.classifier_images
-    clf_epochs = 1 if args.quick else 2
-    t = time.perf_counter()
-    clf, cached = classifier(clf_limit, clf_epochs, seed)
-    clf = clf.to(device)
-    log(f"[quality] classifier {'loaded from cache' if cached else 'trained'} "
-        f"({time.perf_counter() - t:.1f} s)")  # fmt: skip
-    x_train, _ = fashion_mnist("train", limit=args.train_images)
-    x_test, y_test = fashion_mnist("test", limit=args.test_images)
-    n_test = len(x_test)
-    feats = lambda imgs: vk.metrics.extract_features(clf, imgs.to(device), batch_size=500)
-    real = feats(x_test)
-    floor = vk.metrics.fid(feats(x_train[:n_test]), real)
+    sc = scoring(args, device, log, "quality")
+    x_train, n_test = sc.x_train, len(sc.x_test)
     section = {
-        "classifier": {
-            "accuracy": clf.accuracy(x_test.to(device), y_test.to(device)),
-            "train_images": clf_limit or 60_000,
-            "epochs": clf_epochs,
-            "fd_train_test": floor,
-        },
+        "classifier": sc.classifier,
         "train_images": len(x_train),
         "test_images": n_test,
         "prior_samples": n_test,
@@ -417,7 +489,7 @@ def run_quality(args, device, log) -> dict:
         for which, state in watch.snapshots.items():
             c.model.load_state_dict(state)
             t = time.perf_counter()
-            row["results"][which] = evaluate(c, x_test, real, clf, n_test, seed, device)
+            row["results"][which] = evaluate(c, sc, seed)
             log(f"[quality] {name} @ {which} budget {watch.at[which]}: "
                 + ", ".join(f"{k} {v:.4g}" for k, v in row["results"][which].items()
                             if isinstance(v, float))

@@ -12,7 +12,13 @@ BUDGETS = ("images", "time")
 QUALITY_SETTINGS = ("classifier", "train_images", "test_images", "prior_samples", "budget")
 PRIORS_SETTINGS = ("classifier", "train_images", "fit_images", "test_images", "samples",
                    "threads", "budget", "settings")  # fmt: skip
-POOLED = {"quality": QUALITY_SETTINGS, "priors": PRIORS_SETTINGS}  # parts whose rows pool
+SHARPNESS_SETTINGS = ("classifier", "train_images", "fit_images", "test_images", "samples",
+                      "threads", "budget", "settings", "real")  # fmt: skip
+LEVERS_SETTINGS = ("classifier", "train_images", "test_images", "threads", "budget", "settings",
+                   "real")  # fmt: skip
+# parts whose rows pool across pieces of a run, and the settings they must agree on
+POOLED = {"quality": QUALITY_SETTINGS, "priors": PRIORS_SETTINGS,
+          "sharpness": SHARPNESS_SETTINGS, "sharpness-levers": LEVERS_SETTINGS}  # fmt: skip
 
 
 def budget_titles(budget: dict) -> dict[str, str]:
@@ -76,6 +82,10 @@ def render(res: dict, level: int = 1) -> str:
         lines += _quality(parts["quality"], h)
     if "priors" in parts:
         lines += _priors(parts["priors"], h)
+    if "sharpness" in parts:
+        lines += _sharpness(parts["sharpness"], h)
+    if "sharpness-levers" in parts:
+        lines += _levers(parts["sharpness-levers"], h)
     if "speed" in parts:
         lines += _speed(parts["speed"], h)
     if "flops" in parts:
@@ -238,6 +248,65 @@ def prior_targets(p: dict, quality: dict | None = None) -> list[dict]:
     return out
 
 
+# the issue's sharpness targets: (adversarial system, the same recipe without the term)
+SHARPNESS_PAIRS = (("vaekit-fmnist32-adv", "vaekit-fmnist32"),
+                   ("vaekit-spatial-adv", "vaekit-spatial"))  # fmt: skip
+D_STEP_LIMIT = 1.5  # the training step with the discriminator's, over the recipe's without it
+
+
+def sharpness_targets(p: dict) -> list[dict]:
+    """The issue's targets for the sharpness part (each adversarial system against the same
+    recipe without the term, at both budgets; the D step's cost). A number that is missing
+    (a failed prior fit, a reference not run) leaves its target out."""
+    systems = p["systems"]
+
+    def res(name: str, which: str) -> dict:
+        return systems.get(name, {}).get("results", {}).get(which) or {}
+
+    out = []
+    for which in BUDGETS:
+        for name, ref in SHARPNESS_PAIRS:
+            a, b = res(name, which), res(ref, which)
+            if not a:
+                continue
+            checks = [  # (what, field, needs the reference, met(ours, reference's))
+                ("reconstruction sharpness ratio ≥ 0.8", "sharpness_recon", False,
+                 lambda x, y: x >= 0.8),
+                ("reconstruction FD ≤ 0.7 × the recipe's", "fd_recon", True,
+                 lambda x, y: x <= 0.7 * y),
+                ("PSNR lower by ≤ 1.0 dB", "psnr", True, lambda x, y: x >= y - 1.0),
+                ("samples (best prior) sharpness ratio ≥ 0.7", "sharpness_samples", False,
+                 lambda x, y: x >= 0.7),
+                ("sample FD (best prior) not worse", "fd_samples", True, lambda x, y: x <= y),
+            ]  # fmt: skip
+            for what, key, relative, met in checks:
+                x, y = a.get(key), b.get(key)
+                if x is None or (relative and y is None):
+                    continue
+                ours = f"{x:.2f}"
+                if relative and key == "fd_recon":
+                    ours += f" = {x / y:.2f} ×"
+                elif relative and key == "psnr":
+                    ours += f" dB ({x - y:+.2f})"
+                out.append({
+                    "target": f"{name}: {what} ({which} budget)",
+                    "ours": ours,
+                    "reference": f"{ref}: {y:.2f}" if y is not None else "—",
+                    "met": met(x, y),
+                })  # fmt: skip
+    for name, s in systems.items():
+        t = s.get("timing", {})
+        if "ratio" in t:
+            out.append({
+                "target": f"{name}: training step with the D step ≤ {D_STEP_LIMIT} × "
+                "the recipe's without the term",
+                "ours": f"{t['step_ms']:.0f} ms = {t['ratio']:.2f} ×",
+                "reference": f"{t['reference']}: {t['reference_step_ms']:.0f} ms",
+                "met": t["ratio"] <= D_STEP_LIMIT,
+            })  # fmt: skip
+    return out
+
+
 def merge(runs: list[dict]) -> dict:
     """One results dict from several runs of pieces (``--parts``/``--systems``) on one machine.
 
@@ -306,6 +375,8 @@ def merge(runs: list[dict]) -> dict:
     if "priors" in parts:  # the peers' sample FDs may come from another piece's quality rows
         parts["priors"] = {**parts["priors"],
                            "targets": prior_targets(parts["priors"], parts.get("quality"))}  # fmt: skip
+    if "sharpness" in parts:  # a system and its reference recipe may come from two pieces
+        parts["sharpness"]["targets"] = sharpness_targets(parts["sharpness"])
     return {"meta": meta, "parts": parts, "errors": errors}
 
 
@@ -420,6 +491,128 @@ def _priors(p: dict, h: str) -> list[str]:
             for t in p.get("targets", [])]  # fmt: skip
     lines += [*_table(["target", "vaekit", "best peer", "result"], rows, "llll"), ""]
     return lines
+
+
+PRIOR_SHORT = {"gmm-full": "GMM full", "gmm-diag": "GMM diag"}
+
+
+def _sharpness(p: dict, h: str) -> list[str]:
+    clf, b, st, real = p["classifier"], p["budget"], p["settings"], p["real"]
+    a = st["adversarial"]
+    rule = ", ".join(
+        f"{PRIOR_LABELS.get(v, v)} on {k} latents" for k, v in st["best_prior"].items()
+    )
+    lines = [
+        f"{h}# Sharpness: reconstructions and samples against the real images (Fashion-MNIST)",
+        "",
+        f"The quality part's budgets, data and seed ({b['seed']}, batch {b['batch_size']}); "
+        f"scored on {p['test_images']:,} test images (FD classifier accuracy "
+        f"{clf['accuracy']:.3f}, floor FD(train, test) {clf['fd_train_test']:.3f}). *Sharp.*: "
+        "the mean variance of the Laplacian of the 28×28 content (`vk.metrics.image_stats`) "
+        "over the real test images' "
+        f"({real['sharpness']:.4f}); *contr.*: the mean pixel standard deviation, the same way "
+        f"({real['contrast']:.4f}); 1 = like the real images. Samples: {p['samples']:,} from "
+        f"the best prior by a fixed rule ({rule}; a full-covariance fit on spatial latents takes "
+        f"minutes per model), fitted on the posterior means of {p['fit_images']:,} training "
+        f"images. Adversarial term: PatchGAN width {a['width']}, {a['layers']} layers, "
+        f"{a['norm']} norm, {a['loss']} loss, adaptive weight × {a['weight']:g}, from step "
+        f"{a['start']}; its own AdamW (lr {a['lr']:g}, betas {tuple(a['betas'])}, no weight "
+        "decay), one discriminator step after each VAE step on the same batch.",
+        "",
+    ]
+    titles = budget_titles(b)
+    for which, title in titles.items():
+        lines += [f"{h}## Budget: {title}", ""]
+        rows = []
+        for name, s in p["systems"].items():
+            r = s.get("results", {}).get(which)
+            at = s.get("at", {}).get(which)
+            if r is None:
+                rows.append([f"`{name}`"] + ["—"] * 11
+                            + [s.get("unavailable") or s.get("stopped") or "not reached"])  # fmt: skip
+                continue
+            rows.append([
+                f"`{name}`", f"{at['images']:,}", f"{r['psnr']:.2f}", f"{r['ssim']:.3f}",
+                f"{r['fd_recon']:.2f}", _f(r.get("fd_samples_normal"), ".2f"),
+                PRIOR_SHORT.get(r["prior"], r["prior"]), _f(r.get("fd_samples"), ".2f"),
+                _f(r["sharpness_recon"], ".2f"), _f(r["contrast_recon"], ".2f"),
+                _f(r.get("sharpness_samples"), ".2f"), _f(r.get("contrast_samples"), ".2f"),
+                r.get("error") or s.get("stopped") or "",
+            ])  # fmt: skip
+        lines += _table(
+            ["system", "images", "PSNR dB", "SSIM", "FD recon", "FD N(0, I)", "prior",
+             "FD samples", "sharp. recon", "contr. recon", "sharp. samples",
+             "contr. samples", "note"],
+            rows, "lrrrrrlrrrrrl",
+        )  # fmt: skip
+        lines += [""]
+    lines += [
+        f"{h}## Step time",
+        "",
+        f"Milliseconds per training step at batch {b['batch_size']} (forward, loss, backward, "
+        "optimiser; the discriminator's step where there is one), fresh weights, at a step "
+        f"where the adversarial term is on; median of {st['timed_steps']} steps, an "
+        "adversarial system timed interleaved with its own step without the D step and with "
+        "the same recipe without the term. *× recipe*: the full step over the recipe's.",
+        "",
+    ]
+    rows = []
+    for name, s in p["systems"].items():
+        t = s.get("timing")
+        if not t:
+            continue
+        rows.append([f"`{name}`", _f(t["step_ms"], ".0f"), _f(t.get("step_ms_without_d"), ".0f"),
+                     f"`{t['reference']}`" if t.get("reference") else "—",
+                     _f(t.get("reference_step_ms"), ".0f"), _f(t.get("ratio"), ".2f")])  # fmt: skip
+    lines += _table(["system", "ms/step", "ms without D step", "recipe", "recipe ms/step",
+                     "× recipe"], rows, "lrrlrr")  # fmt: skip
+    lines += ["", f"{h}## Systems (sharpness)", ""]
+    lines += [f"- `{n}`: {s['description']}" + (f" ({s['notes']})" if s.get("notes") else "")
+              for n, s in p["systems"].items()]  # fmt: skip
+    lines += ["", f"{h}## Targets (sharpness)", ""]
+    rows = [[t["target"], t["ours"], t["reference"], _result_label(t)]
+            for t in p.get("targets", [])]  # fmt: skip
+    lines += [*_table(["target", "vaekit", "recipe without it", "result"], rows, "llll"), ""]
+    return lines
+
+
+def _levers(p: dict, h: str) -> list[str]:
+    b, real = p["budget"], p["real"]
+    base = p["systems"].get("bce", {}).get("results", {}).get("images")
+    lines = [
+        f"{h}# Sharpness levers on `fmnist32` ({b['images']:,} training images seen)",
+        "",
+        f"The `fmnist32` model with one change to its recipe per row, seed {b['seed']}, batch "
+        f"{b['batch_size']}, trained until it has seen {b['images']:,} images and scored on "
+        f"{p['test_images']:,} test images like the sharpness table (real images: sharpness "
+        f"{real['sharpness']:.4f}, contrast {real['contrast']:.4f}). *FD × recipe*: the "
+        "reconstruction FD over the recipe's (`bce`). A pixel loss's β is the scale of the "
+        "likelihood it stands for at PSNR ≈ 20 dB (L1: Laplace b ≈ 0.05; MSE: Gaussian "
+        "2σ² ≈ 0.02), the balance the Bernoulli recipe has by construction. Perceptual "
+        "losses need ImageNet weights that this benchmark never downloads: without them the "
+        "row says which file is missing rather than train with a random backbone.",
+        "",
+    ]
+    rows = []
+    for name, s in p["systems"].items():
+        r = s.get("results", {}).get("images")
+        if r is None:
+            rows.append([f"`{name}`", s["description"]] + ["—"] * 7
+                        + [s.get("unavailable") or s.get("stopped") or "not reached"])  # fmt: skip
+            continue
+        ratio = r["fd_recon"] / base["fd_recon"] if base else None
+        rows.append([
+            f"`{name}`", s["description"], f"{r['psnr']:.2f}", f"{r['ssim']:.3f}",
+            f"{r['fd_recon']:.2f}", _f(ratio, ".2f"), _f(r["sharpness_recon"], ".2f"),
+            _f(r["contrast_recon"], ".2f"), _f(r.get("fd_samples_normal"), ".2f"),
+            s.get("stopped") or "",
+        ])  # fmt: skip
+    lines += _table(
+        ["lever", "recipe", "PSNR dB", "SSIM", "FD recon", "FD × recipe", "sharp. recon",
+         "contr. recon", "FD N(0, I) samples", "note"],
+        rows, "llrrrrrrrl",
+    )  # fmt: skip
+    return [*lines, ""]
 
 
 def _speed(s: dict, h: str) -> list[str]:

@@ -1,9 +1,11 @@
 """vaekit against its peers, side by side in one run: quality at equal budget and speed.
 
     python benchmarks/run.py --quick                 # minutes; CI runs this
-    python benchmarks/run.py --full --write-docs     # about 2 h on 2 idle cores
+    python benchmarks/run.py --full --write-docs     # about 5 h on 2 idle cores (or in pieces)
     python benchmarks/run.py --full --parts quality --budget-minutes 5 --budget-images 30000 \\
         --systems vaekit-fmnist32 pythae-resnet
+    python benchmarks/run.py --full --parts sharpness --name full-sharpness       # about 75 min
+    python benchmarks/run.py --full --parts sharpness-levers --name full-levers  # about 12 min
     python benchmarks/run.py --render benchmarks/results/2026-01-01-full.json --write-docs
     python benchmarks/run.py --render q1.json q2.json speed.json --name 2026-01-01-full --write-docs
 
@@ -15,6 +17,12 @@ Parts (``--parts``, comma-separated; default all):
 - ``priors``: ``fmnist32`` and the spatial recipe at the quality budgets, sample FD with
   N(0, I) and with each ex-post prior (GMM full/diag, flow, diffusion) and their fit times,
   against pythae's GaussianMixtureSampler and TwoStageVAESampler on its ResNet VAE;
+- ``sharpness``: the ``fmnist32`` and spatial recipes, each ± an FFT term and ± an adversarial
+  (PatchGAN) term, and AutoencoderKL at the quality budgets: PSNR, SSIM, reconstruction FD,
+  sample FD with the best prior (a fixed rule), sharpness and contrast ratios of reconstructions
+  and samples against the real images, step time with and without the discriminator's step;
+- ``sharpness-levers``: one change at a time to the ``fmnist32`` recipe (L1, MSE, FFT,
+  multi-scale, perceptual, lower β, optimal σ, adversarial) at a short images budget;
 - ``speed``: training-step images/s of each preset vs the peer of nearest parameter count,
   eager / channels_last / torch.compile (on CUDA: bf16 autocast);
 - ``flops``: achieved FLOP/s of a ``celeba64-bottleneck`` step / this machine's matmul FLOP/s;
@@ -47,13 +55,16 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 import torch  # noqa: E402
 from common import PEERS, exclude_peers, machine_info, peer_status, versions  # noqa: E402
 
-PARTS = ("quality", "priors", "speed", "flops", "memory", "losses", "import")
+PARTS = ("quality", "priors", "sharpness", "sharpness-levers", "speed", "flops", "memory",
+         "losses", "import")  # fmt: skip
 DOCS = HERE.parent / "docs" / "benchmarks.md"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     from priors import SYSTEMS as PRIOR_SYSTEMS
     from quality import SYSTEMS
+    from sharpness import LEVERS
+    from sharpness import SYSTEMS as SHARPNESS_SYSTEMS
     from speed import VARIANTS
 
     import vaekit as vk
@@ -86,6 +97,15 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="LatentDiffusion fit steps (full 8000, quick 100)")  # fmt: skip
     ap.add_argument("--two-stage-epochs", type=int, default=None,
                     help="epochs of pythae's second-stage VAE (full 20, quick 1)")  # fmt: skip
+    ap.add_argument("--sharpness-systems", nargs="+", choices=SHARPNESS_SYSTEMS, default=None,
+                    help="systems of the sharpness part (default: all)")  # fmt: skip
+    ap.add_argument("--sharpness-repeats", type=int, default=None,
+                    help="timed training steps per system in the sharpness part "
+                    "(full 20, quick 2)")  # fmt: skip
+    ap.add_argument("--levers", nargs="+", choices=list(LEVERS), default=None,
+                    help="levers of the sharpness-levers part (default: all)")  # fmt: skip
+    ap.add_argument("--lever-images", type=int, default=None,
+                    help="images-seen budget of each lever (full 12000, quick 320)")  # fmt: skip
     ap.add_argument("--speed-variants", default=None,
                     help=f"comma-separated of {VARIANTS} (full: eager,channels_last,"
                     "compile+channels_last; quick: eager,channels_last)")  # fmt: skip
@@ -133,6 +153,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.flow_iterations = args.flow_iterations or (100 if quick else 3_000)
     args.diffusion_iterations = args.diffusion_iterations or (100 if quick else 8_000)
     args.two_stage_epochs = args.two_stage_epochs or (1 if quick else 20)
+    args.sharpness_systems = args.sharpness_systems or list(SHARPNESS_SYSTEMS)
+    args.sharpness_repeats = args.sharpness_repeats or (2 if quick else 20)
+    args.levers = args.levers or list(LEVERS)
+    args.lever_images = args.lever_images or (320 if quick else 12_000)
     full_variants = "eager,channels_last,compile+channels_last"
     variants = args.speed_variants or ("eager,channels_last" if quick else full_variants)
     args.speed_variants = [v.strip() for v in variants.split(",") if v.strip()]
@@ -162,6 +186,7 @@ def run(args) -> dict:
     import losses as loss_bench
     import priors
     import quality
+    import sharpness
     import speed
 
     torch.set_num_threads(args.threads)
@@ -215,9 +240,14 @@ def run(args) -> dict:
         "memory": lambda: speed.memory_rows(args, device, log),
         "quality": lambda: quality.run_quality(args, device, log),
         "priors": lambda: priors.run_priors(args, device, log),
+        "sharpness": lambda: sharpness.run_sharpness(args, device, log),
+        "sharpness-levers": lambda: sharpness.run_levers(args, device, log),
     }
-    if "priors" in args.parts:  # the priors part reuses the quality part's trained systems
+    # the priors and sharpness parts reuse the quality part's trained systems
+    if "priors" in args.parts:
         quality.KEEP.update(args.prior_systems)
+    if "sharpness" in args.parts:
+        quality.KEEP.update(set(args.sharpness_systems) & set(quality.SYSTEMS))
     for part in [p for p in jobs if p in args.parts]:
         t = time.perf_counter()
         log(f"== {part}")

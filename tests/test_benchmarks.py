@@ -16,6 +16,12 @@ ROOT = Path(__file__).resolve().parent.parent
 # one worker runs the module's shared quick run (scripts/test.sh uses --dist loadgroup)
 pytestmark = pytest.mark.xdist_group("benchmarks")
 DATA = Path(os.environ.get("VAEKIT_FASHION_MNIST", "/usr/share/datasets/fashion-mnist"))
+# the sharpness part's systems in the shared quick run: the recipe and its adversarial twin
+# (every target), the spatial one without its reference, a missing peer
+SHARPNESS_SYSTEMS = ("vaekit-fmnist32", "vaekit-fmnist32-adv", "vaekit-spatial-adv", "diffusers-kl")
+# and of its levers: the recipe, the one that needs ImageNet weights, the adversarial one (the
+# others train in test_every_lever_takes_a_training_step)
+LEVERS = ("bce", "perceptual", "adversarial")
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +31,10 @@ def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     cmd = [
         sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick",
-        "--parts", "import,losses,speed,flops,memory,quality,priors",
+        "--parts", "import,losses,speed,flops,memory,quality,priors,sharpness,sharpness-levers",
         "--systems", "vaekit-fmnist32", "pythae-resnet", "diffusers-kl",
+        "--sharpness-systems", *SHARPNESS_SYSTEMS, "--sharpness-repeats", "1",
+        "--levers", *LEVERS, "--lever-images", "64",
         "--prior-fit-images", "256", "--flow-iterations", "5", "--diffusion-iterations", "5",
         "--two-stage-epochs", "1",
         "--without", "diffusers",  # stands in for a peer that is not installed
@@ -46,7 +54,8 @@ def test_json_has_every_part(quick_run):
     res, _ = quick_run
     assert not res["errors"]
     assert set(res["parts"]) == {
-        "import", "losses", "speed", "flops", "memory", "quality", "priors"
+        "import", "losses", "speed", "flops", "memory", "quality", "priors", "sharpness",
+        "sharpness-levers",
     }  # fmt: skip
     meta = res["meta"]
     assert meta["mode"] == "quick" and meta["versions"]["torch"] and meta["machine"]["cpu"]
@@ -107,6 +116,77 @@ def test_priors_rows(quick_run):
     assert "not judged: run smaller than the target" in md
 
 
+SHARPNESS_FIELDS = ("psnr", "ssim", "fd_recon", "fd_samples_normal", "sharpness_recon",
+                    "contrast_recon")  # fmt: skip
+
+
+def test_sharpness_rows(quick_run):
+    res, md = quick_run
+    p = res["parts"]["sharpness"]
+    assert list(p["systems"]) == list(SHARPNESS_SYSTEMS)
+    assert p["settings"]["adversarial"]["start"] == 0  # 30% of a one-step budget
+    assert p["real"]["sharpness"] > 0 and p["fit_images"] == 256
+    assert p["systems"]["diffusers-kl"]["unavailable"] == "excluded with --without"
+    for name in SHARPNESS_SYSTEMS[:3]:
+        row = p["systems"][name]
+        assert set(row["results"]) == {"images", "time"}, name
+        for r in row["results"].values():
+            assert "error" not in r, (name, r)
+            assert r["prior"] == ("gmm-diag" if "spatial" in name else "gmm-full")
+            for key in (*SHARPNESS_FIELDS, "fd_samples", "sharpness_samples", "contrast_samples"):
+                assert math.isfinite(r[key]) and r[key] >= 0, (name, key)
+        t = row["timing"]
+        assert t["step_ms"] > 0 and t["batch"] == 64
+        assert ("ratio" in t) == name.endswith("-adv")
+    t = p["systems"]["vaekit-fmnist32-adv"]["timing"]
+    assert t["reference"] == "vaekit-fmnist32" and t["step_ms_without_d"] > 0 and t["ratio"] > 0
+    targets = [t["target"] for t in p["targets"]]
+    for what in ("reconstruction sharpness ratio ≥ 0.8", "reconstruction FD ≤ 0.7 ×",
+                 "PSNR lower by ≤ 1.0 dB", "samples (best prior) sharpness ratio ≥ 0.7",
+                 "sample FD (best prior) not worse"):  # fmt: skip
+        assert any(t.startswith(f"vaekit-fmnist32-adv: {what}") for t in targets), what
+    # the spatial recipe was not run: only the targets that need no reference
+    spatial = [t for t in targets if t.startswith("vaekit-spatial-adv: ") and "budget)" in t]
+    assert len(spatial) == 4 and all("sharpness ratio" in t for t in spatial)
+    assert sum("with the D step" in t for t in targets) == 2
+    assert "## Sharpness: reconstructions and samples" in md and "## Targets (sharpness)" in md
+    assert "| `vaekit-spatial-adv` |" in md and "GMM diag" in md
+
+
+def test_sharpness_levers_rows(quick_run):
+    res, md = quick_run
+    p = res["parts"]["sharpness-levers"]
+    assert list(p["systems"]) == list(LEVERS) and p["budget"]["images"] == 64
+    for name, row in p["systems"].items():
+        if "unavailable" in row:  # no ImageNet VGG16 file here: the row says which
+            assert name == "perceptual" and "vgg16-397923af.pth" in row["unavailable"], row
+            continue
+        assert set(row["results"]) == {"images"}, name
+        r = row["results"]["images"]
+        assert all(math.isfinite(r[k]) and r[k] >= 0 for k in SHARPNESS_FIELDS), (name, r)
+    assert "## Sharpness levers on `fmnist32`" in md and "| `adversarial` |" in md
+
+
+def test_every_lever_takes_a_training_step():
+    import quality
+    import sharpness
+    import torch
+    from common import PeerUnavailable
+
+    x = torch.rand(4, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    for name, (build, *_) in sharpness.lever_systems(start=0).items():
+        try:
+            c = build()
+        except PeerUnavailable:  # the perceptual lever without ImageNet weights
+            assert name == "perceptual"
+            continue
+        model, _, step = quality.training_step(c, torch.device("cpu"))
+        before = [p.detach().clone() for p in model.parameters()]
+        loss = step(c.to_input(x), 0)
+        assert torch.isfinite(loss), name
+        assert any(not torch.equal(a, p) for a, p in zip(before, model.parameters())), name
+
+
 def test_markdown_tables(quick_run):
     _, md = quick_run
     for heading in ("## Peers", "## Quality at equal budget", "## Training-step throughput",
@@ -125,11 +205,11 @@ from report import merge, render  # noqa: E402
 
 
 def _split(res: dict, parts: set[str], systems: set[str] | None = None) -> dict:
-    """One piece of ``res``: some parts, and for quality and priors some systems (as
-    ``--parts``/``--systems``/``--prior-systems``)."""
+    """One piece of ``res``: some parts, and for the parts whose rows pool some systems (as
+    ``--parts``/``--systems``/``--prior-systems``/``--sharpness-systems``/``--levers``)."""
     out = json.loads(json.dumps(res))
     out["parts"] = {k: v for k, v in out["parts"].items() if k in parts}
-    for name in ("quality", "priors"):
+    for name in ("quality", "priors", "sharpness", "sharpness-levers"):
         if systems is not None and name in out["parts"]:
             part = out["parts"][name]
             part["systems"] = {k: v for k, v in part["systems"].items() if k in systems}
@@ -141,18 +221,23 @@ def test_merge_of_pieces_gives_back_the_whole_run(quick_run):
     names = list(res["parts"]["quality"]["systems"])
     prior_names = list(res["parts"]["priors"]["systems"])
     assert len(prior_names) > 1
+    sharp = {"sharpness", "sharpness-levers"}
+    levers = set(res["parts"]["sharpness-levers"]["systems"])
+    pooled = {"quality", "import", "priors", *sharp}
     pieces = [
         _split(res, {"quality", "priors"}, {names[0], prior_names[0]}),
         _split(res, {"quality", "import"}, set(names[1:])),
         _split(res, {"priors"}, set(prior_names[1:])),
-        _split(res, set(res["parts"]) - {"quality", "import", "priors"}),
+        _split(res, sharp, {"vaekit-fmnist32", "bce"}),  # the adversarial rows apart
+        _split(res, sharp, set(SHARPNESS_SYSTEMS[1:]) | levers - {"bce"}),
+        _split(res, set(res["parts"]) - pooled),
     ]
     merged = merge(pieces)
-    # quality and priors rows pooled, both parts' targets re-checked on the pool
+    # quality, priors and sharpness rows pooled, the parts' targets re-checked on the pool
     assert merged["parts"] == res["parts"]
-    assert len(merged["meta"]["pieces"]) == 4
+    assert len(merged["meta"]["pieces"]) == 6
     md = render(merged)
-    assert "merged from 4 runs" in md and "| `vaekit-fmnist32` |" in md
+    assert "merged from 6 runs" in md and "| `vaekit-fmnist32` |" in md
     other = _split(res, {"priors"}, set(prior_names[1:]))
     other["parts"]["priors"]["settings"]["flow_iterations"] += 1
     with pytest.raises(ValueError, match=r"priors rows of run 1 .* different 'settings'"):
@@ -161,13 +246,17 @@ def test_merge_of_pieces_gives_back_the_whole_run(quick_run):
         merge([pieces[0], pieces[2], pieces[2]])
 
 
-def _quality_run(systems: dict, accuracy: float = 0.9) -> dict:
-    meta = {
+def _meta() -> dict:
+    return {
         "mode": "full", "date": "2026-01-01 10:00 UTC", "command": "python benchmarks/run.py",
         "seconds": 60.0, "versions": {"vaekit": "0"}, "peers": {},
         "machine": {"cpu": "x", "cpu_count": 2, "torch_threads": 2, "device": "cpu",
                     "platform": "p", "python": "3", "load_average": [0.1, 0.1, 0.1]},
     }  # fmt: skip
+
+
+def _quality_run(systems: dict, accuracy: float = 0.9) -> dict:
+    meta = _meta()
     result = lambda fd: {"fd_samples": fd, "psnr": 20.0}
     q = {
         "classifier": {"accuracy": accuracy}, "train_images": 10, "test_images": 10,
@@ -247,3 +336,82 @@ def test_render_cli_merges_pieces(quick_run, tmp_path):
     proc = subprocess.run([*run, "--render", str(paths[0]), str(paths[0]), "--name", "x"],
                           capture_output=True, text=True, timeout=300)  # fmt: skip
     assert proc.returncode != 0 and "appear in more than one run" in proc.stderr
+
+
+# -- the sharpness part's targets, table and merge, on synthetic results ------------------------
+def _sharpness_result(**kw) -> dict:
+    return {"psnr": 20.0, "ssim": 0.7, "fd_recon": 30.0, "fd_samples_normal": 70.0,
+            "prior": "gmm-full", "fd_samples": 35.0, "sharpness_recon": 0.3,
+            "contrast_recon": 0.9, "sharpness_samples": 0.2, "contrast_samples": 0.8, **kw}  # fmt: skip
+
+
+def _sharpness_run(systems: dict, timed_steps: int = 20) -> dict:
+    """A run with only the sharpness part: ``{name: (result at both budgets, timing)}``."""
+    at = {"images": 30016, "steps": 469, "seconds": 100.0}
+    part = {
+        "classifier": {"accuracy": 0.9, "fd_train_test": 0.03}, "train_images": 10,
+        "fit_images": 10, "test_images": 10, "samples": 10, "threads": 2,
+        "budget": {"images": 30000, "seconds": 300.0, "batch_size": 64, "seed": 0},
+        "settings": {"adversarial": {"weight": 0.5, "loss": "hinge", "start": 141, "width": 64,
+                                     "layers": 3, "norm": "batch", "lr": 2e-4,
+                                     "betas": [0.5, 0.9]},
+                     "best_prior": {"flat": "gmm-full", "spatial": "gmm-diag"},
+                     "timed_steps": timed_steps},
+        "real": {"sharpness": 0.05, "contrast": 0.35},
+        "systems": {n: {"description": n, "latent": "flat", "at": {"images": at, "time": at},
+                        "results": {"images": r, "time": r}, "timing": t}
+                    for n, (r, t) in systems.items()},
+    }  # fmt: skip
+    return {"meta": _meta(), "parts": {"sharpness": part}, "errors": {}}
+
+
+RECIPE = (_sharpness_result(), {"batch": 64, "step_ms": 300.0})
+
+
+def _adv(ratio: float = 1.4, **kw) -> tuple[dict, dict]:
+    timing = {"batch": 64, "step_ms": 300.0 * ratio, "step_ms_without_d": 350.0,
+              "reference": "vaekit-fmnist32", "reference_step_ms": 300.0, "ratio": ratio}  # fmt: skip
+    return _sharpness_result(**kw), timing
+
+
+def test_sharpness_targets_are_judged_against_the_recipe_without_the_term():
+    from report import sharpness_targets
+
+    adv = _adv(psnr=19.2, fd_recon=18.0, sharpness_recon=0.85, sharpness_samples=0.6,
+               fd_samples=34.0)  # fmt: skip
+    part = _sharpness_run({"vaekit-fmnist32": RECIPE, "vaekit-fmnist32-adv": adv})
+    met = {t["target"]: t["met"] for t in sharpness_targets(part["parts"]["sharpness"])}
+    pre = "vaekit-fmnist32-adv: "
+    for which in ("images", "time"):
+        assert met[f"{pre}reconstruction sharpness ratio ≥ 0.8 ({which} budget)"] is True
+        assert met[f"{pre}reconstruction FD ≤ 0.7 × the recipe's ({which} budget)"] is True
+        assert met[f"{pre}PSNR lower by ≤ 1.0 dB ({which} budget)"] is True  # -0.8 dB
+        assert met[f"{pre}samples (best prior) sharpness ratio ≥ 0.7 ({which} budget)"] is False
+        assert met[f"{pre}sample FD (best prior) not worse ({which} budget)"] is True
+    d_step = [t for t in met if "with the D step ≤ 1.5 ×" in t]
+    assert len(met) == 11 and d_step == [f"{pre}training step with the D step ≤ 1.5 × the "
+                                         "recipe's without the term"]  # fmt: skip
+    assert met[d_step[0]] is True
+    worse = _adv(ratio=1.6, psnr=18.9, fd_recon=21.5)
+    part = _sharpness_run({"vaekit-fmnist32": RECIPE, "vaekit-fmnist32-adv": worse})
+    met = {t["target"]: t["met"] for t in sharpness_targets(part["parts"]["sharpness"])}
+    assert not any(v for k, v in met.items() if "PSNR" in k or "FD ≤" in k or "D step" in k)
+
+
+def test_sharpness_table_renders_and_merge_pools_its_rows():
+    recipe = _sharpness_run({"vaekit-fmnist32": RECIPE})
+    adv = _sharpness_run({"vaekit-fmnist32-adv": _adv(fd_recon=18.0, sharpness_recon=0.9)})
+    merged = merge([recipe, adv])  # the target pairs rows from two pieces
+    part = merged["parts"]["sharpness"]
+    assert list(part["systems"]) == ["vaekit-fmnist32", "vaekit-fmnist32-adv"]
+    assert any(t["target"].startswith("vaekit-fmnist32-adv: reconstruction FD") and t["met"]
+               for t in part["targets"])  # fmt: skip
+    md = render(merged)
+    assert "## Sharpness: reconstructions and samples" in md and "## Step time" in md
+    assert "| `vaekit-fmnist32-adv` | 30,016 | 20.00 | 0.700 | 18.00 |" in md
+    assert "| `vaekit-fmnist32-adv` | 420 | 350 | `vaekit-fmnist32` | 300 | 1.40 |" in md
+    assert "**met**" in md and "not met" in md and "GaussianMixture(10, diag) on spatial" in md
+    with pytest.raises(ValueError, match=r"sharpness rows of run 1 .* different 'settings'"):
+        merge([recipe, _sharpness_run({"vaekit-fmnist32-adv": _adv()}, timed_steps=3)])
+    with pytest.raises(ValueError, match=r"sharpness system\(s\) \['vaekit-fmnist32'\]"):
+        merge([recipe, recipe])
