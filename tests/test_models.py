@@ -397,12 +397,13 @@ def test_bad_inputs(tiny_cfg):
 def test_preset_registry():
     assert vk.presets.available() == [
         "fmnist32", "cifar32", "celeba64", "celeba64-bottleneck", "celeba64-wide",
-        "xray128-spatial", "xray256-spatial",
+        "fmnist32-spatial", "xray128-spatial", "xray256-spatial",
     ]  # fmt: skip
     with pytest.raises(ValueError, match=r"did you mean \['celeba64'"):
         vk.presets.config("celeba46")
     shapes = {n: vk.presets.config(n).latent_shape for n in vk.presets.available()}
     assert shapes["xray128-spatial"] == (64, 4, 4)
+    assert shapes["fmnist32-spatial"] == (4, 8, 8)
     assert shapes["xray256-spatial"] == (8, 8, 8)
     assert shapes["celeba64-wide"] == (512,)
     assert vk.presets.config("celeba64-wide").act_kwargs == {"negative_slope": 0.2}

@@ -10,6 +10,7 @@ Every preset is a plain :class:`~vaekit.VAEConfig` built by the same Encoder/Dec
 | ``celeba64`` | 3x64x64, flat latent 256, widths (64, 128, 256, 512), BatchNorm/LeakyReLU |
 | ``celeba64-bottleneck`` | 3x64x64, ResidualBottleneck + SE + LayerScale, GroupNorm/SiLU, flat 256 |
 | ``celeba64-wide`` | 3x64x64, flat latent 512, widths 128 -> 1024, LeakyReLU(0.2) |
+| ``fmnist32-spatial`` | 1x32x32 Fashion-MNIST, spatial latent 4x8x8, ResBlocks, GroupNorm/SiLU (the xray family at 32 px) |
 | ``xray128-spatial`` | 1x128x128, spatial latent 64x4x4, attention at 16x16, GroupNorm/SiLU |
 | ``xray256-spatial`` | 1x256x256, spatial latent 8x8x8, attention at 16x16, 2-conv up blocks |
 """
@@ -45,6 +46,11 @@ _PRESETS: dict[str, dict[str, Any]] = {
         in_channels=3, image_size=64, widths=(128, 256, 512, 1024), depth=1, block="conv",
         attention_at=(), latent="flat", latent_dim=512, norm="batch", act="leaky_relu",
         act_kwargs={"negative_slope": 0.2},
+    ),
+    # the xray-spatial family at 32 px: the benchmarks' spatial recipe
+    "fmnist32-spatial": dict(
+        in_channels=1, image_size=32, widths=(32, 64), depth=1, block="resblock",
+        attention_at=(), latent="spatial", latent_channels=4, norm="group", act="silu",
     ),
     "xray128-spatial": dict(
         in_channels=1, image_size=128, widths=(32, 64, 128, 256, 256), depth=1,
