@@ -20,7 +20,12 @@ from trainlib import options, specs  # noqa: E402
 
 RECIPE_FILES = sorted(RECIPES.glob("*.json"))
 # variant -> (the preset recipe it extends, the options it adds)
-VARIANTS = {"fmnist32-gmm": ("fmnist32", {"fit_prior": "gmm:10"})}
+SHARP = "patchgan:weight=0.5,start=0.3ep"
+VARIANTS = {
+    "fmnist32-gmm": ("fmnist32", {"fit_prior": "gmm:10"}),
+    "fmnist32-sharp": ("fmnist32", {"adversarial": SHARP}),
+    "fmnist32-spatial-sharp": ("fmnist32-spatial", {"adversarial": SHARP}),
+}
 
 
 def two_phase(spe: int) -> S.Schedule:
@@ -32,6 +37,7 @@ def two_phase(spe: int) -> S.Schedule:
 # what each described system uses: reconstruction loss, beta(steps per epoch), free bits
 SYSTEMS = {
     "fmnist32": ("bce=1", lambda spe: S.Constant(0.8), 0.0),
+    "fmnist32-spatial": ("l1=1,ssim=0.2", lambda spe: S.Constant(0.05), 0.0),
     "cifar32": ("bce=1", lambda spe: S.Linear(0.0, 0.1, steps=15 * spe), 0.0),
     "celeba64": ("bce=1", lambda spe: S.Linear(0.0, 0.9, steps=2 * spe), 0.0),
     "celeba64-bottleneck": (
@@ -102,7 +108,7 @@ def test_recipe_runs_two_steps(recipe, tmp_path):
             "--val-fraction", "0.25", "--iwae-images", "4", "--iwae-k", "2",
             "--out", str(tmp_path / "runs"), "--cache-dir", str(tmp_path / "cache")]  # fmt: skip
     cfg = vk.presets.config(preset)
-    if preset == "fmnist32":
+    if preset.startswith("fmnist32"):
         argv += ["--data-root", str(fake_fashion_mnist(tmp_path / "fmnist")), "--fid-samples", "16"]
     else:
         mode, size, extra = DATA[name]
@@ -144,6 +150,12 @@ def test_recipe_runs_two_steps(recipe, tmp_path):
     vae = vk.VAE.load(run / "best.safetensors", expected_config=cfg)
     x = torch.rand(1, cfg.in_channels, *cfg.image_size)
     assert vae.eval()(x).recon.shape == x.shape
+    adversarial = VARIANTS.get(name, (name, {}))[1].get("adversarial")
+    if adversarial is not None:  # the discriminator trained from its start step on
+        assert config["adversarial"]["discriminator"] == "patchgan"
+        start = specs.parse_length("0.3ep", "start").to_steps(spe)
+        assert config["adversarial"]["start_step"] == start
+        assert {"adv", "adv_weight", "d_loss", "logits_real", "logits_fake"} <= set(first)
     fit = VARIANTS.get(name, (name, {}))[1].get("fit_prior")
     if fit is not None:  # best.safetensors samples from the fitted prior; both are reported
         assert metrics["prior"]["fitted"]["spec"] == fit
