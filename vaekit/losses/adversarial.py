@@ -416,16 +416,7 @@ class Adversarial(nn.Module):
             terms["r1"] = r1.detach()
         return LossOutput(total=total, terms=terms)
 
-    def forward(
-        self,
-        fake: torch.Tensor,
-        *,
-        step: int | None = None,
-        recon_loss: torch.Tensor | None = None,
-        last_layer: torch.Tensor | nn.Module | None = None,
-    ) -> LossOutput:
-        """Same as :meth:`generator_loss`."""
-        return self.generator_loss(fake, step=step, recon_loss=recon_loss, last_layer=last_layer)
+    forward = generator_loss  # calling the module is the generator's (the VAE's) term
 
     def extra_repr(self) -> str:
         return (
