@@ -587,6 +587,11 @@ def plot_history(
                   borderaxespad=3.2, ncols=min(len(handles), 4), frameon=False)  # fmt: skip
     if title:
         ax.set_title(title)
+    return _save(fig, path)
+
+
+def _save(fig, path: str | os.PathLike | None):
+    """Write ``fig`` to ``path`` (its folder created) when a path is given; return ``fig``."""
     if path is not None:
         parent = os.path.dirname(os.fspath(path))
         if parent:
@@ -740,9 +745,4 @@ def plot_spectrum(
         low.set_xlabel("frequency (cycles/pixel)")
     else:
         top.set_xlabel("frequency (cycles/pixel)")
-    if path is not None:
-        parent = os.path.dirname(os.fspath(path))
-        if parent:
-            os.makedirs(parent, exist_ok=True)
-        fig.savefig(os.fspath(path), bbox_inches="tight")
-    return fig
+    return _save(fig, path)
