@@ -46,7 +46,7 @@ ADVERSARIAL = {
     "weight": 0.5,
     "loss": "hinge",
     "start": 0.3,
-    "width": 64,
+    "width": 32,
     "layers": 3,
     "norm": "batch",
     "lr": 2e-4,

@@ -150,6 +150,35 @@ def test_vaeloss_total_adds_lambda_times_the_generator_loss():
                                             rel=1e-3)  # fmt: skip
 
 
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("adaptive", [True, False])
+def test_generator_step_gradients_match_plain_autograd_and_leave_the_discriminator(loss, adaptive):
+    """The term's graph stops at the images (the discriminator is differentiated once, for its
+    input): every VAE gradient equals autograd of lambda * L_G(D(x_hat)) in float64, and the
+    discriminator's weights get none."""
+    vae, disc = tiny_vae().double(), tiny_disc(norm="group").double()
+    x = images().double()
+    adv = vk.losses.Adversarial(
+        disc, loss, weight=0.7, adaptive=adaptive, last_layer=vae.decoder.last_layer
+    )
+    torch.manual_seed(3)
+    out = vae(x)
+    rec = F.l1_loss(out.recon, x)
+    res = adv.generator_loss(out.recon, step=0, recon_loss=rec)
+    lam = res.terms["adv_weight"]
+    grads = torch.autograd.grad(rec + res.total, list(vae.parameters()), retain_graph=True)
+    g_plain = generator_loss(disc(out.recon), loss=loss)
+    torch.testing.assert_close(res.total, lam * g_plain)
+    ref = torch.autograd.grad(
+        rec + lam * g_plain, list(vae.parameters()), allow_unused=True, retain_graph=True
+    )
+    for got, want in zip(grads, ref, strict=True):
+        torch.testing.assert_close(got, torch.zeros_like(got) if want is None else want)
+    res = adv.generator_loss(out.recon, step=0, recon_loss=rec)
+    res.total.backward()
+    assert all(p.grad is None for p in disc.parameters())
+
+
 def test_the_loss_does_not_own_the_discriminator():
     vae, disc = tiny_vae(), tiny_disc()
     adv = vk.losses.Adversarial(disc, last_layer=vae.decoder.last_layer)

@@ -20,7 +20,7 @@ from trainlib import options, specs  # noqa: E402
 
 RECIPE_FILES = sorted(RECIPES.glob("*.json"))
 # variant -> (the preset recipe it extends, the options it adds)
-SHARP = "patchgan:weight=0.5,start=0.3ep"
+SHARP = "patchgan:weight=0.5,start=0.3ep,width=32"
 VARIANTS = {
     "fmnist32-gmm": ("fmnist32", {"fit_prior": "gmm:10"}),
     "fmnist32-sharp": ("fmnist32", {"adversarial": SHARP}),

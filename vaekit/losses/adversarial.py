@@ -349,6 +349,7 @@ class Adversarial(nn.Module):
         if step < self.start:
             return LossOutput(total=zero, terms={"adv": zero, "adv_weight": zero})
         g_loss = generator_loss(self.discriminator(fake), loss=self.loss)
+        g_loss = _through_image(g_loss, fake)
         if not self.adaptive:
             lam = torch.full_like(zero, self.weight)
         elif not (torch.is_grad_enabled() and g_loss.requires_grad):
@@ -424,6 +425,27 @@ class Adversarial(nn.Module):
             f"weight={self.weight:g}, adaptive={self.adaptive}, start={self.start}, "
             f"r1_gamma={self.r1_gamma:g}"
         )
+
+
+def _through_image(g_loss: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """``g_loss`` with the same value and the same gradient for everything upstream of ``fake``,
+    but a graph that stops at ``fake``: ``g + <∂g/∂x̂, x̂> - <∂g/∂x̂, x̂>.detach()``.
+
+    The discriminator is differentiated once, for its input only (no weight gradients: the
+    decoder's step never trains it), where the adaptive weight's norm and the backward pass
+    would each go through it again. Kept as is without a graph to ``fake`` (validation) and in
+    float16, where only a GradScaler's scale keeps the discriminator's gradients from
+    underflowing.
+    """
+    if not (torch.is_grad_enabled() and fake.requires_grad and g_loss.requires_grad):
+        return g_loss
+    if fake.dtype == torch.float16 or g_loss.dtype == torch.float16:
+        return g_loss
+    grad = _grad(g_loss, fake, retain_graph=False, allow_unused=True)
+    if grad is None:  # the discriminator ignored its input
+        return g_loss.detach()
+    inner = (grad.detach() * fake).sum(dtype=torch.float32)
+    return g_loss.detach() + inner - inner.detach()
 
 
 def _unwrap(module: nn.Module) -> nn.Module:
