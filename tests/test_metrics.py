@@ -339,13 +339,50 @@ def test_aggregate_posterior_gap_to_another_prior():
     assert same.kl == pytest.approx(normal.kl, rel=0.2)  # N(0, I) by samples: about the same
     latents = model.encode(x).sample(generator=g()).float()
     gmm = vk.priors.GaussianMixture(components=2).fit(latents, generator=g(), progress=False)
-    fitted = M.aggregate_posterior_gap(model, x, generator=g(), prior=gmm.double())
+    fitted = M.aggregate_posterior_gap(
+        model,
+        x,
+        generator=g(),
+        prior=gmm.double(),
+        target="samples",  # fitted on samples
+    )
     assert fitted.kl < 0.05 * normal.kl and fitted.mmd < 0.1 * normal.mmd
     assert 0.5 < fitted.eig_min <= fitted.eig_max < 2  # S relative to the prior's covariance
     with pytest.raises(TypeError, match="prior must be None"):
         M.aggregate_posterior_gap(model, x, prior="gmm")
     with pytest.raises(ValueError, match=r"prior samples latents of shape \(3,\)"):
         M.aggregate_posterior_gap(model, x, prior=vk.priors.StandardNormal((3,)))
+
+
+def test_gap_to_a_prior_fitted_on_means_ignores_collapsed_dimensions():
+    """An ex-post prior models the posterior means: compared with posterior samples it looks
+    far off in every collapsed dimension (variance 1 there, means ~0), which ranked the best
+    prior worst. target="auto" compares it with the means."""
+
+    class HalfCollapsed(nn.Module):  # 2 active dims in two clusters, 2 collapsed ones
+        latent_shape = (4,)
+
+        def encode(self, x):
+            u = x.flatten(1)[:, :4].double() - 0.5
+            side = (x.flatten(1).mean(1, keepdim=True) > 0.5).double() * 2 - 1
+            mean = torch.cat([3 * side + 0.3 * u[:, :1], -2 * side + 0.3 * u[:, 1:2],
+                              0.01 * u[:, 2:]], 1)  # fmt: skip
+            logvar = torch.cat([torch.full_like(mean[:, :2], math.log(0.01)),
+                                torch.zeros_like(mean[:, 2:])], 1)  # fmt: skip
+            return vk.DiagonalGaussian(mean, logvar)
+
+    model, x = HalfCollapsed(), torch.rand(600, 1, 4, 4)
+    g = lambda: torch.Generator().manual_seed(0)
+    means = model.encode(x).mean.float()
+    gmm = vk.priors.GaussianMixture(2, reg=1e-8).fit(means, generator=g(), progress=False)
+    normal = M.aggregate_posterior_gap(model, x, generator=g())
+    fitted = M.aggregate_posterior_gap(model, x, generator=g(), prior=gmm.double())
+    assert (normal.target, fitted.target) == ("samples", "means")
+    assert fitted.kl_per_dim < 0.1 * normal.kl_per_dim and fitted.mmd < 0.1 * normal.mmd
+    old = M.aggregate_posterior_gap(model, x, generator=g(), prior=gmm.double(), target="samples")
+    assert old.kl_per_dim > normal.kl_per_dim  # the reading that pointed the wrong way
+    with pytest.raises(ValueError, match=r"target must be one of \['auto', 'samples', 'means'\]"):
+        M.aggregate_posterior_gap(model, x, target="mean")
 
 
 def test_latent_metrics_restore_training_mode():
@@ -684,3 +721,49 @@ def test_inception_offline_error_names_the_file(tmp_path, monkeypatch):
 def test_bad_input(call, err, match):
     with pytest.raises(err, match=match):
         call(tiny_vae())
+
+
+# -- sample_report ------------------------------------------------------------------------------
+def test_sample_report_puts_sample_fd_next_to_reconstructions_and_the_floor():
+    torch.manual_seed(0)
+    vae = tiny_vae().train()
+    feats = lambda x: torch.nn.functional.avg_pool2d(x, 4).flatten(1)
+    g = lambda: torch.Generator().manual_seed(3)
+    x, x_train = torch.rand(40, 1, 16, 16), torch.rand(60, 1, 16, 16)
+    gmm = vk.priors.GaussianMixture(2).fit(torch.randn(100, 3) + 2, progress=False,
+                                           generator=g())  # fmt: skip
+    priors = {"standard_normal": vae.prior, "gmm": gmm}
+    r = M.sample_report(vae, feats, x, priors=priors, train_images=x_train, generator=g())
+    assert vae.training  # modes restored
+    real = M.extract_features(feats, x)
+    with torch.no_grad():
+        recon = vae.eval()(x).recon.clamp(0, 1)
+        fd_normal = M.fid(
+            real,
+            M.extract_features(feats, vae.decode(vae.prior.sample(40, generator=g())).clamp(0, 1)),
+        )
+    vae.train()
+    assert r.recon == pytest.approx(M.fid(real, M.extract_features(feats, recon)), rel=1e-6)
+    assert r.floor == pytest.approx(M.fid(real, M.extract_features(feats, x_train[:40])), rel=1e-6)
+    assert list(r.samples) == ["standard_normal", "gmm"] and r.num_images == 40
+    assert r.samples["standard_normal"] == pytest.approx(fd_normal, rel=1e-6)
+    assert r.ratios == {k: v / r.recon for k, v in r.samples.items()}
+    md = r.to_markdown()
+    assert "| training images (floor) |" in md and "| samples: gmm |" in md
+    again = M.sample_report(vae, feats, x, priors=priors, train_images=x_train, generator=g())
+    assert again.samples == r.samples
+    default = M.sample_report(vae, feats, x, generator=g())
+    assert list(default.samples) == ["prior"] and math.isnan(default.floor)
+
+
+def test_sample_report_bad_inputs():
+    vae, feats = tiny_vae(), lambda x: x.mean((2, 3))
+    x = torch.rand(8, 1, 16, 16)
+    with pytest.raises(ValueError, match=r"images must be a batch \(N, C, H, W\) of at least 2"):
+        M.sample_report(vae, feats, x[0])
+    with pytest.raises(TypeError, match=r"priors must be a non-empty dict"):
+        M.sample_report(vae, feats, x, priors={})
+    with pytest.raises(TypeError, match=r"priors\['bad'\] cannot sample: got int"):
+        M.sample_report(vae, feats, x, priors={"bad": 3})
+    with pytest.raises(ValueError, match=r"train_images must be \(M, 1, 16, 16\) with M >= 2"):
+        M.sample_report(vae, feats, x, train_images=torch.rand(8, 1, 8, 8))

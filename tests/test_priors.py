@@ -40,7 +40,15 @@ def gen(seed: int = 0) -> torch.Generator:
 
 # -- registry and package --------------------------------------------------------------------
 def test_registry_names_and_aliases():
-    assert vk.priors.available() == ["diffusion", "flow", "gmm", "mog", "standard_normal", "vamp"]
+    assert vk.priors.available() == [
+        "diffusion",
+        "edm",
+        "flow",
+        "gmm",
+        "mog",
+        "standard_normal",
+        "vamp",
+    ]
     assert isinstance(vk.priors.build("normal"), vk.priors.StandardNormal)
     assert isinstance(vk.priors.build("MOG", components=2), vk.priors.MixtureOfGaussians)
     assert vk.priors.get("gaussian_mixture") is vk.priors.GaussianMixture

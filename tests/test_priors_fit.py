@@ -56,8 +56,11 @@ def known_mixture(n: int, g: torch.Generator) -> torch.Tensor:
 
 def test_em_never_decreases_the_likelihood_and_recovers_a_known_mixture():
     x = known_mixture(4000, gen(0))
-    gmm = vk.priors.GaussianMixture(components=3, reg=0.0, tol=1e-7, max_iter=300)
-    gmm.fit(x, generator=gen(1), progress=False)
+    # EM's own maths, in float64 on every latent (float32 against float64: test_priors_select)
+    gmm = vk.priors.GaussianMixture(
+        components=3, reg=0.0, tol=1e-7, max_iter=300, precision="float64"
+    )
+    gmm.fit(x, generator=gen(1), progress=False, val_fraction=0)
     history = torch.tensor(gmm.history, dtype=torch.float64)
     assert gmm.converged and gmm.n_iter >= 5  # overlapping components: EM has work to do
     assert bool((history.diff() >= -1e-10).all()), history.diff().min()
@@ -74,9 +77,11 @@ def test_em_never_decreases_the_likelihood_and_recovers_a_known_mixture():
 def test_em_diag_and_regularised_full_are_monotone_up_to_the_floor():
     x = known_mixture(2000, gen(2))
     for covariance in ("diag", "full"):
-        gmm = vk.priors.GaussianMixture(3, covariance, tol=1e-6, max_iter=300)
-        gmm.fit(x, generator=gen(3), progress=False)
-        assert bool((torch.tensor(gmm.history).diff() >= -1e-6).all()), covariance
+        for precision, slack in (("float64", 1e-6), ("float32", 1e-5)):
+            gmm = vk.priors.GaussianMixture(3, covariance, tol=1e-6, max_iter=300,
+                                            precision=precision)  # fmt: skip
+            gmm.fit(x, generator=gen(3), progress=False)
+            assert bool((torch.tensor(gmm.history).diff() >= -slack).all()), covariance
     # a diagonal fit of axis-aligned data recovers its variances
     scales = torch.tensor([0.5, 2.0])
     y = torch.cat(

@@ -11,6 +11,7 @@ Every preset is a plain :class:`~vaekit.VAEConfig` built by the same Encoder/Dec
 | ``celeba64-bottleneck`` | 3x64x64, ResidualBottleneck + SE + LayerScale, GroupNorm/SiLU, flat 256 |
 | ``celeba64-wide`` | 3x64x64, flat latent 512, widths 128 -> 1024, LeakyReLU(0.2) |
 | ``fmnist32-spatial`` | 1x32x32 Fashion-MNIST, spatial latent 4x8x8, ResBlocks, GroupNorm/SiLU (the xray family at 32 px) |
+| ``fmnist28-spatial`` | the same at the native 1x28x28, spatial latent 4x7x7 |
 | ``xray128-spatial`` | 1x128x128, spatial latent 64x4x4, attention at 16x16, GroupNorm/SiLU |
 | ``xray256-spatial`` | 1x256x256, spatial latent 8x8x8, attention at 16x16, 2-conv up blocks |
 """
@@ -50,6 +51,11 @@ _PRESETS: dict[str, dict[str, Any]] = {
     # the xray-spatial family at 32 px: the benchmarks' spatial recipe
     "fmnist32-spatial": dict(
         in_channels=1, image_size=32, widths=(32, 64), depth=1, block="resblock",
+        attention_at=(), latent="spatial", latent_channels=4, norm="group", act="silu",
+    ),
+    # the same at Fashion-MNIST's native 28 px (latent 4x7x7): 28x28 data needs no padding
+    "fmnist28-spatial": dict(
+        in_channels=1, image_size=28, widths=(32, 64), depth=1, block="resblock",
         attention_at=(), latent="spatial", latent_channels=4, norm="group", act="silu",
     ),
     "xray128-spatial": dict(

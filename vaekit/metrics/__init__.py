@@ -8,7 +8,8 @@
 - latent health: :func:`kl_per_dim`, :func:`active_units` (Burda et al. 2016),
   :func:`aggregate_posterior_gap` (Hoffman & Johnson 2016; Rosca et al. 2018);
 - sample quality: :func:`fid` (Heusel et al. 2017) with any :class:`FeatureExtractor`,
-  e.g. :class:`InceptionFeatures` or a small domain classifier, :class:`ClassifierFeatures`.
+  e.g. :class:`InceptionFeatures` or a small domain classifier, :class:`ClassifierFeatures`;
+  :func:`sample_report` puts each prior's sample FD next to the reconstructions' and the floor.
 
 Metrics that take a model run it in eval mode under ``torch.no_grad()`` and restore its
 train/eval modes afterwards. Nothing here imports torchvision until InceptionFeatures is built.
@@ -40,6 +41,7 @@ from .likelihood import (
     iwae_nll,
     log_likelihood,
 )
+from .report import SampleReport, sample_report
 from .spectrum import RadialSpectrum, radial_power_spectrum
 
 __all__ = [
@@ -51,6 +53,7 @@ __all__ = [
     "InceptionFeatures",
     "PosteriorGap",
     "RadialSpectrum",
+    "SampleReport",
     "active_units",
     "aggregate_posterior_gap",
     "bits_per_dim",
@@ -67,5 +70,6 @@ __all__ = [
     "log_likelihood",
     "psnr",
     "radial_power_spectrum",
+    "sample_report",
     "ssim",
 ]

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from .._inference import acc_dtype, evaluating, iter_images, model_device
-from .._validation import check_int, check_number
+from .._validation import check_choice, check_int, check_number
 from .likelihood import _encode
 
 __all__ = [
@@ -146,6 +146,9 @@ class PosteriorGap:
             i.e. of ``S_p^(-1/2) S S_p^(-1/2)``). ``eig_min`` far below 1 means q(z) is thin
             in some direction, so prior samples fall off the data (holes).
         num_samples: posterior samples used for the MMD.
+        target: ``"samples"`` (the aggregate posterior, as above) or ``"means"`` (the
+            posterior means, ``S = Cov_x(mu)``, and the means in place of posterior samples
+            in the MMD): what the prior was compared with (see ``aggregate_posterior_gap``).
     """
 
     kl: float
@@ -155,6 +158,7 @@ class PosteriorGap:
     eig_min: float
     eig_max: float
     num_samples: int
+    target: str = "samples"
 
 
 def _mmd2_unbiased(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -180,6 +184,7 @@ def aggregate_posterior_gap(
     max_batches: int | None = None,
     generator: torch.Generator | None = None,
     prior: nn.Module | None = None,
+    target: str = "auto",
 ) -> PosteriorGap:
     """How far the aggregate posterior is from N(0, I) — the number that explains ghosting.
 
@@ -202,6 +207,15 @@ def aggregate_posterior_gap(
             :class:`vaekit.priors.Prior` that can sample, e.g. ``vae.prior`` or a fitted
             ``GaussianMixture``): the MMD is then to its samples and ``kl``/``eig_*`` to the
             mean and covariance of ``max(2 * num_samples, 4 * D)`` of its samples.
+        target: what the prior is compared with. ``"samples"``: the aggregate posterior,
+            one posterior sample per image (moments ``Cov(mu) + E diag(sigma^2)``);
+            ``"means"``: the distribution of the posterior means (moments ``Cov(mu)``), which
+            is what an ex-post prior fitted on ``encode_dataset(use="mean")`` latents models
+            and what its samples should match; ``"auto"`` (default): ``"means"`` for a prior
+            fitted ex post (``prior.needs_fit``), ``"samples"`` otherwise. Against the
+            samples, a prior fitted on means looks far off in every collapsed dimension
+            (posterior variance ~1 there, spread of the means ~0) although the decoder
+            ignores those dimensions: it would rank the best prior worst.
 
     Example:
         >>> import torch, vaekit as vk
@@ -215,6 +229,9 @@ def aggregate_posterior_gap(
         True
     """
     check_int(num_samples, "num_samples", minimum=2)
+    check_choice(target, ("auto", "samples", "means"), "target")
+    if target == "auto":
+        target = "means" if getattr(prior, "needs_fit", False) else "samples"
     if prior is not None and not (
         isinstance(prior, nn.Module) and callable(getattr(prior, "sample", None))
     ):
@@ -237,15 +254,19 @@ def aggregate_posterior_gap(
             s_mumu = s_mumu + mu.T @ mu
             n += mu.shape[0]
             if kept < num_samples:
-                z = q.sample(generator=generator)[: num_samples - kept]
+                z = q.mean if target == "means" else q.sample(generator=generator)
+                z = z[: num_samples - kept]
                 samples.append(z.flatten(1).to(dtype))
                 kept += z.shape[0]
     if n < 2:
         raise ValueError(f"the aggregate posterior needs >= 2 images, got {n}")
     d = s_mu.shape[0]
     m = s_mu / n
-    # total covariance of the mixture: Cov(mu) + E[diag(var)] (population moments)
-    cov = s_mumu / n - torch.outer(m, m) + torch.diag(s_var / n)
+    # total covariance of the mixture: Cov(mu) + E[diag(var)] (population moments); of the
+    # means alone: Cov(mu)
+    cov = s_mumu / n - torch.outer(m, m)
+    if target == "samples":
+        cov = cov + torch.diag(s_var / n)
     cov = 0.5 * (cov + cov.T)
     post = torch.cat(samples)
     if prior is None:
@@ -267,6 +288,7 @@ def aggregate_posterior_gap(
         eig_min=float(eig.min()),
         eig_max=float(eig.max()),
         num_samples=post.shape[0],
+        target=target,
     )
 
 

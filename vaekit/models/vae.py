@@ -19,7 +19,7 @@ from .._validation import check_choice, check_float_tensor, check_int, check_num
 from ..config import VAEConfig
 from ..distributions import DiagonalGaussian, as_diagonal_gaussian
 from ..outputs import VAEOutput
-from ..priors import Prior, StandardNormal
+from ..priors import ExPostPrior, Prior, StandardNormal
 from ..priors import available as available_priors
 from ..priors import from_config as prior_from_config
 from ..priors import get as get_prior
@@ -386,7 +386,7 @@ class VAE(nn.Module):
             _check_same_config(self.config, config, path)
         stored = _read_prior(meta, path)
         old = self.prior
-        replace = _prior_spec(old) != prior_to_config(stored)
+        replace = _prior_spec(old) != _prior_spec(stored)
         if replace:
             self.prior = stored
         try:
@@ -395,15 +395,19 @@ class VAE(nn.Module):
             if replace:
                 self.prior = old
             raise
+        if not replace and isinstance(stored, ExPostPrior):
+            self.prior.load_fit_state(stored.fit_state())  # the file's fit record, too
         return self
 
 
 def _prior_spec(prior: Prior) -> dict[str, Any] | None:
-    """``to_config(prior)``, or ``None`` for a prior whose class is not registered."""
+    """The name and config of ``to_config(prior)`` (not its fit record), or ``None`` for a
+    prior whose class is not registered."""
     try:
-        return prior_to_config(prior)
+        spec = prior_to_config(prior)
     except ValueError:
         return None
+    return {"name": spec["name"], "config": spec["config"]}
 
 
 def _read_prior(meta: dict[str, str], path: str) -> Prior:

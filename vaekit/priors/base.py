@@ -28,6 +28,7 @@ arguments of its constructor) and its ``state_dict`` (weights); see
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -37,7 +38,11 @@ from torch import nn
 from .._validation import check_finite, check_float_tensor, check_int, check_number
 from ..distributions import DiagonalGaussian
 
-__all__ = ["ExPostPrior", "NotFittedError", "Prior", "PriorCapabilityError"]
+__all__ = ["OVERFIT_NATS_PER_DIM", "ExPostPrior", "NotFittedError", "Prior", "PriorCapabilityError"]
+
+#: held-out log-likelihood this far below the fit latents' (nats per latent dimension) means
+#: the prior memorised its latents: a fit warns (a well-fitted prior's gap is a few hundredths)
+OVERFIT_NATS_PER_DIM = 0.25
 
 
 class PriorCapabilityError(NotImplementedError, ValueError):
@@ -374,6 +379,26 @@ class Prior(nn.Module):
         return ", ".join(f"{k}={v!r}" for k, v in self.config().items())
 
 
+def heldout_split(
+    x: torch.Tensor, n_heldout: int, generator: torch.Generator | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(rest, heldout)``: ``n_heldout`` rows of ``x`` by a seeded permutation of
+    ``generator`` (any device), and the others."""
+    device = generator.device if generator is not None else torch.device("cpu")
+    perm = torch.randperm(x.shape[0], generator=generator, device=device).to(x.device)
+    return x[perm[n_heldout:]], x[perm[:n_heldout]]
+
+
+@torch.no_grad()
+def mean_log_prob_per_dim(prior: Prior, z: torch.Tensor) -> float:
+    """The mean of ``prior.log_prob`` over latents ``z`` (any leading shape that flattens to
+    the prior's), per latent dimension, in nats (float64 sums, in blocks of 4096)."""
+    shape = prior._require_shape()
+    d = math.prod(shape)
+    total = sum(float(prior.log_prob(b.reshape(-1, *shape)).double().sum()) for b in z.split(4096))
+    return total / (z.shape[0] * d)
+
+
 def _freeze_if_fitted(module: ExPostPrior, incompatible_keys: object) -> None:
     """Loaded fitted weights are frozen, as after ``fit`` (a module-level hook: picklable)."""
     if module.is_fitted:
@@ -390,10 +415,102 @@ class ExPostPrior(Prior):
 
     needs_fit: ClassVar[bool] = True
 
+    #: the attributes :meth:`fit` sets besides the weights (JSON-able), saved with the model
+    fit_attributes: ClassVar[tuple[str, ...]] = ("history", "fit_report")
+
     def __init__(self) -> None:
         super().__init__()
         self.register_buffer("fitted", torch.tensor(False))
         self.register_load_state_dict_post_hook(_freeze_if_fitted)
+        self.history: list[float] = []
+        self.fit_report: dict[str, Any] = {}
+
+    # -- the fit's record -------------------------------------------------------------------
+    def fit_state(self) -> dict[str, Any]:
+        """What the last :meth:`fit` recorded besides the weights (``history``, ``fit_report``
+        and the class's other :attr:`fit_attributes`), JSON-able: ``vae.save`` stores it next
+        to the prior's config, so a loaded prior reports its fit like the fitted one.
+
+        Example:
+            >>> import torch, vaekit as vk
+            >>> gmm = vk.priors.GaussianMixture(2).fit(torch.randn(100, 3), progress=False)
+            >>> again = vk.priors.GaussianMixture(2)
+            >>> again.load_fit_state(gmm.fit_state())
+            >>> again.n_iter == gmm.n_iter and again.history == gmm.history
+            True
+        """
+        return {name: getattr(self, name) for name in self.fit_attributes}
+
+    def load_fit_state(self, state: Any) -> None:
+        """Restore :meth:`fit_state`'s dict (unknown keys are an error, missing ones kept)."""
+        if not isinstance(state, dict):
+            raise TypeError(f"a fit state must be a dict, got {type(state).__name__}")
+        unknown = sorted(set(state) - set(self.fit_attributes))
+        if unknown:
+            raise ValueError(
+                f"{type(self).__name__} records {list(self.fit_attributes)} from a fit, got "
+                f"unknown keys {unknown}"
+            )
+        for name, value in state.items():
+            setattr(self, name, value)
+
+    def _split_for_fit(
+        self,
+        x: torch.Tensor,
+        val_fraction: float,
+        generator: torch.Generator | None,
+        *,
+        minimum: int = 2,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``x`` split into fit and held-out rows (a seeded permutation of ``generator``).
+
+        ``val_fraction = 0`` (or too few rows to leave ``minimum`` for the fit and 2 held
+        out) keeps everything for the fit and returns ``None`` for the held-out part.
+        """
+        check_number(val_fraction, "val_fraction", at_least=0)
+        if not val_fraction < 1:
+            raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        n_val = round(val_fraction * x.shape[0])
+        if n_val < 2 or x.shape[0] - n_val < minimum:
+            return x, None
+        return heldout_split(x, n_val, generator)
+
+    def _report_fit(
+        self, train: torch.Tensor, val: torch.Tensor | None, seconds: float
+    ) -> dict[str, Any]:
+        """Set and return ``fit_report``: the latents used, the fit's seconds and, for a
+        prior with a density, the mean log-likelihood per latent dimension (nats) on the fit
+        latents and on the held-out ones. Warns (``RuntimeWarning``, naming the fixes) when the
+        held-out figure (of 10 latents or more) is more than :data:`OVERFIT_NATS_PER_DIM` below
+        the fit one."""
+        d = math.prod(train.shape[1:])
+        report: dict[str, Any] = {
+            "n_fit": int(train.shape[0]),
+            "n_heldout": 0 if val is None else int(val.shape[0]),
+            "dims": int(d),
+            "seconds": round(float(seconds), 3),
+        }
+        if getattr(self, "has_log_prob", False):
+            report["fit_log_prob"] = mean_log_prob_per_dim(self, train)
+            if val is not None:
+                report["heldout_log_prob"] = mean_log_prob_per_dim(self, val)
+                gap = report["fit_log_prob"] - report["heldout_log_prob"]
+                # a handful of held-out latents says too little to warn on
+                if len(val) >= 10 and not gap <= OVERFIT_NATS_PER_DIM:  # NaN warns too
+                    warnings.warn(
+                        f"{type(self).__name__} overfits its {report['n_fit']} latents: "
+                        f"log-likelihood {report['fit_log_prob']:.3f} nats/dim on them, "
+                        f"{report['heldout_log_prob']:.3f} on {report['n_heldout']} held-out "
+                        f"ones; {self._overfit_fix()}",
+                        RuntimeWarning,
+                        stacklevel=3,
+                    )
+        self.fit_report = report
+        return report
+
+    def _overfit_fix(self) -> str:
+        """The advice of the overfitting warning (classes name their own knobs)."""
+        return "fit on more latents, or let vk.priors.select choose among simpler priors"
 
     @property
     def is_fitted(self) -> bool:

@@ -22,6 +22,7 @@ naming the priors that have one. Use it for sampling, not as the KL's prior.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 
 import torch
@@ -260,6 +261,7 @@ class LatentDiffusion(ExPostPrior):
             generator: seeds the weights, minibatches, timesteps and noise (any device).
             progress: show a progress bar.
         """
+        t0 = time.perf_counter()
         x0 = self._check_fit_latents(latents).to(self.dtype)
         shape = self.latent_shape
         self.fitted.fill_(False)
@@ -290,6 +292,7 @@ class LatentDiffusion(ExPostPrior):
             generator=generator, progress=progress, desc="LatentDiffusion fit", ema=ema,
         )  # fmt: skip
         self._set_fitted()
+        self._report_fit(x0, None, time.perf_counter() - t0)  # no density: size and time
         return self
 
     # -- sampling ---------------------------------------------------------------------------

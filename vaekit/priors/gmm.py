@@ -14,13 +14,15 @@ in torch, as scikit-learn's ``GaussianMixture`` does it:
   positive definite when a component collapses onto a few points);
 - stop when the mean log-likelihood per latent changes by less than ``tol`` nats.
 
-The fit runs in float64 (float32 on MPS, which has none). Spatial latents are flattened:
+The EM runs on centred latents in float32 by default (``precision="float64"`` for the old
+arithmetic; MPS has no float64). Spatial latents are flattened:
 the mixture lives on ``prod(latent_shape)`` dims.
 """
 
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from collections.abc import Sequence
 
@@ -38,6 +40,9 @@ __all__ = ["GaussianMixture", "kmeans_plus_plus"]
 COVARIANCES = ("full", "diag")
 _CHUNK = 1 << 22  # elements of one (rows, K, D) block in the E-step: ~32 MB in float64
 _KMEANS_POINTS = 20_000  # k-means initialisation on at most this many latents
+# the EM's arithmetic (``precision=``): on centred latents float32 reaches float64's
+# log-likelihood to well under 0.1% at twice the speed (benchmarks/priors.py measures it)
+_EM_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 def _choice(probs: torch.Tensor, generator: torch.Generator | None) -> int:
@@ -87,6 +92,8 @@ def _sq_distances(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
 
 @register("gmm", aliases=("gaussian_mixture",))
 class GaussianMixture(ExPostPrior):
+    fit_attributes = (*ExPostPrior.fit_attributes, "n_iter", "converged")
+
     """A K-component Gaussian mixture on (flattened) latents, fitted by EM.
 
     Temperature: scales each component's spread, ``z = mu_k + temperature * L_k eps`` with
@@ -131,6 +138,7 @@ class GaussianMixture(ExPostPrior):
         tol: float = 1e-4,
         max_iter: int = 200,
         kmeans_iter: int = 20,
+        precision: str = "float32",
         latent_shape: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
@@ -142,7 +150,8 @@ class GaussianMixture(ExPostPrior):
         self.reg, self.tol = float(reg), float(tol)
         self.max_iter = check_int(max_iter, "max_iter", 0)
         self.kmeans_iter = check_int(kmeans_iter, "kmeans_iter", 0)
-        self.history: list[float] = []
+        check_choice(precision, tuple(_EM_DTYPES), "precision")
+        self.precision = precision
         self.converged = False
         self.n_iter = 0
         if latent_shape is not None:
@@ -164,10 +173,20 @@ class GaussianMixture(ExPostPrior):
     ) -> torch.Tensor:
         """log N(x_n; mu_k, S_k) for every n, k: (N, K). ``chol``: (K, D, D) or diag (K, D)."""
         d = x.shape[1]
-        if chol.ndim == 2:  # diagonal: expand the square into matmuls (float64 makes it safe)
-            prec = chol.square().reciprocal()  # (K, D)
-            maha = x.square() @ prec.T - 2 * x @ (means * prec).T + (means.square() * prec).sum(1)
-            return -0.5 * (d * _LOG_2PI + maha.clamp_min(0)) - chol.log().sum(1)
+        if chol.ndim == 2:
+            log_det = chol.log().sum(1)
+            if x.dtype == torch.float64:  # expand the square into matmuls: exact enough here
+                prec = chol.square().reciprocal()  # (K, D)
+                maha = (
+                    x.square() @ prec.T - 2 * x @ (means * prec).T + (means.square() * prec).sum(1)
+                ).clamp_min(0)
+            else:  # float32 would cancel in the expansion: the squares themselves, in blocks
+                inv = chol.reciprocal()
+                rows = max(1, _CHUNK // (chol.shape[0] * d))
+                maha = torch.cat([
+                    ((b[:, None] - means) * inv).square_().sum(-1) for b in x.split(rows)
+                ])  # fmt: skip
+            return -0.5 * (d * _LOG_2PI + maha) - log_det
         # y_nk = L_k^{-1} (x_n - mu_k) = x_n @ L_k^{-T} - mu_k @ L_k^{-T}: one GEMM for all k
         eye = torch.eye(d, dtype=x.dtype, device=x.device).expand_as(chol)
         prec_chol = torch.linalg.solve_triangular(chol, eye, upper=False).transpose(1, 2)
@@ -190,17 +209,28 @@ class GaussianMixture(ExPostPrior):
         nk = resp.sum(0) + 10 * torch.finfo(x.dtype).eps  # an empty component stays finite
         means = (resp.T @ x) / nk[:, None]
         if self.covariance == "diag":
-            var = (resp.T @ x.square()) / nk[:, None] - means.square()
+            if x.dtype == torch.float64:
+                var = (resp.T @ x.square()) / nk[:, None] - means.square()
+            else:  # centred per component (float32 would cancel in E[x^2] - mu^2)
+                var = torch.stack([
+                    resp[:, k] @ (x - means[k]).square() for k in range(self.components)
+                ]) / nk[:, None]  # fmt: skip
             chol = (var.clamp_min(0) + self.reg).sqrt()
         else:
             eye = torch.eye(d, dtype=x.dtype, device=x.device)
             covs = []
             for k in range(self.components):
-                # E_r[x x^T] - mu mu^T: one pass and one GEMM per component (float64 keeps
-                # the subtraction exact enough at latent scales)
-                cov = x.T @ (x * resp[:, k, None]) / nk[k] - torch.outer(means[k], means[k])
+                # E_r[(x - mu)(x - mu)^T], centred before the GEMM: exact enough in float32,
+                # where E_r[x x^T] - mu mu^T would cancel
+                c = x - means[k]
+                cov = c.T @ (c * resp[:, k, None]) / nk[k]
                 covs.append(0.5 * (cov + cov.T) + self.reg * eye)
-            chol, info = torch.linalg.cholesky_ex(torch.stack(covs))
+            covs = torch.stack(covs)
+            chol, info = torch.linalg.cholesky_ex(covs)
+            if bool(info.any()) and covs.dtype == torch.float32 and covs.device.type != "mps":
+                # a near-singular covariance (a component on few latents): factor it in float64
+                chol, info = torch.linalg.cholesky_ex(covs.double())
+                chol = chol.float()
             if bool(info.any()):
                 bad = int(torch.nonzero(info)[0])
                 raise ValueError(
@@ -237,19 +267,43 @@ class GaussianMixture(ExPostPrior):
         self,
         latents: torch.Tensor,
         *,
+        val_fraction: float = 0.1,
         generator: torch.Generator | None = None,
         progress: bool = True,
     ) -> GaussianMixture:
         """Fit by EM on latents ``(N, *latent_shape)`` (N >= components); returns ``self``.
 
+        A seeded ``val_fraction`` of the latents is held out of the fit: ``fit_report`` gives
+        the mean log-likelihood per dimension on the fit latents and on those (a
+        ``RuntimeWarning`` when the mixture memorised its latents). Before fitting, a
+        ``RuntimeWarning`` when a full covariance has fewer latents per component than
+        dimensions (N/K < D: its covariances cannot be estimated, only floored by ``reg``).
+
         Args:
             latents: e.g. posterior means from :func:`vaekit.priors.encode_dataset`.
-            generator: seeds the k-means++ initialisation (any device).
+            val_fraction: the share held out for ``fit_report`` (0: fit on all of them).
+            generator: seeds the split and the k-means++ initialisation (any device).
             progress: show a progress bar of the EM iterations.
         """
-        x = self._check_fit_latents(latents, minimum=self.components).flatten(1)
-        dtype = torch.float32 if x.device.type == "mps" else torch.float64
-        x = x.to(dtype)
+        t0 = time.perf_counter()
+        latents = self._check_fit_latents(latents, minimum=self.components).flatten(1)
+        train, val = self._split_for_fit(latents, val_fraction, generator, minimum=self.components)
+        n, d = train.shape
+        if self.covariance == "full" and n < self.components * d:
+            warnings.warn(
+                f"GaussianMixture({self.components}, 'full') on {n} latents of {d} dims: "
+                f"{n // self.components} latents per component for a {d}x{d} covariance, too "
+                "few to estimate it (it will overfit); use covariance='diag', fewer components "
+                f"(at most {max(1, n // d)}), or more latents",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        dtype = _EM_DTYPES[self.precision]
+        acc = torch.float32 if train.device.type == "mps" else torch.float64
+        if dtype == torch.float64 and train.device.type == "mps":
+            raise ValueError("precision='float64' is not available on MPS; use 'float32'")
+        centre = train.to(acc).mean(0)  # EM on centred latents: float32-safe
+        x = (train.to(acc) - centre).to(dtype)
         labels = self._kmeans(x, generator)
         resp = torch.nn.functional.one_hot(labels, self.components).to(dtype)
         log_pi, means, chol = self._m_step(x, resp)
@@ -260,7 +314,7 @@ class GaussianMixture(ExPostPrior):
             for it in range(self.max_iter + 1):
                 log_joint = self._component_log_prob(x, means, chol) + log_pi
                 log_norm = torch.logsumexp(log_joint, dim=1, keepdim=True)
-                history.append(float(log_norm.mean()))
+                history.append(float(log_norm.double().mean()))
                 if it > 0:
                     bar.update(1)
                     bar.set_postfix_str(f"loglik/latent={history[-1]:.4f}")
@@ -282,11 +336,18 @@ class GaussianMixture(ExPostPrior):
             )
         with torch.no_grad():
             self.log_weights.copy_(log_pi)
-            self.means.copy_(means)
+            self.means.copy_(means.to(acc) + centre)
             (self.scale_tril if self.covariance == "full" else self.scales).copy_(chol)
         self.history, self.converged, self.n_iter = history, converged, len(history) - 1
         self._set_fitted()
+        self._report_fit(train, val, time.perf_counter() - t0)
         return self
+
+    def _overfit_fix(self) -> str:
+        fixes = "fewer components"
+        if self.covariance == "full":
+            fixes += ", covariance='diag'"
+        return f"use {fixes}, a larger reg (now {self.reg:g}) or vk.priors.select"
 
     # -- density and sampling ---------------------------------------------------------------
     def _chol(self) -> torch.Tensor:
@@ -333,4 +394,5 @@ class GaussianMixture(ExPostPrior):
             "tol": self.tol,
             "max_iter": self.max_iter,
             "kmeans_iter": self.kmeans_iter,
+            "precision": self.precision,
         }

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import torch
 
 from .._registry import Registry
-from .base import Prior
+from .base import ExPostPrior, Prior
 
 __all__ = [
     "available",
@@ -71,7 +71,7 @@ def available(*, aliases: bool = False) -> list[str]:
     Example:
         >>> import vaekit as vk
         >>> vk.priors.available()
-        ['diffusion', 'flow', 'gmm', 'mog', 'standard_normal', 'vamp']
+        ['diffusion', 'edm', 'flow', 'gmm', 'mog', 'standard_normal', 'vamp']
     """
     return PRIORS.available(aliases=aliases)
 
@@ -147,11 +147,16 @@ def to_config(prior: Prior) -> dict[str, Any]:
             "decorate its class with @vk.priors.register('my_prior')"
         )
     config = prior.config()
+    out: dict[str, Any] = {"name": name, "config": config}
+    if isinstance(prior, ExPostPrior) and prior.is_fitted:
+        out["fit"] = prior.fit_state()  # history, fit_report, ...: what fit() recorded
     try:
-        json.dumps(config)
-    except TypeError as err:
-        raise ValueError(f"{type(prior).__name__}.config() must be JSON-able: {err}") from None
-    return {"name": name, "config": config}
+        json.dumps(out)
+    except (TypeError, ValueError) as err:
+        raise ValueError(
+            f"{type(prior).__name__}.config() and fit_state() must be JSON-able: {err}"
+        ) from None
+    return out
 
 
 def from_config(
@@ -180,10 +185,12 @@ def from_config(
     """
     if isinstance(config, str):
         config = json.loads(config)
-    if not isinstance(config, Mapping) or set(config) != {"name", "config"}:
+    if not isinstance(config, Mapping) or not (
+        {"name", "config"} <= set(config) <= {"name", "config", "fit"}
+    ):
         raise ValueError(
-            "a prior config must be a dict {'name': ..., 'config': {...}} as written by "
-            f"vk.priors.to_config, got {config!r}"
+            "a prior config must be a dict {'name': ..., 'config': {...}} (and 'fit': {...} "
+            f"for a fitted prior) as written by vk.priors.to_config, got {config!r}"
         )
     kwargs = config["config"]
     if not isinstance(kwargs, Mapping):
@@ -191,4 +198,8 @@ def from_config(
     prior = build(config["name"], **kwargs)
     if state_dict is not None:
         prior.load_state_dict(dict(state_dict), strict=strict)
+    if "fit" in config:
+        if not isinstance(prior, ExPostPrior):
+            raise ValueError(f"{config['name']!r} is not fitted ex post, yet the config has 'fit'")
+        prior.load_fit_state(dict(config["fit"]))
     return prior
