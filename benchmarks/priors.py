@@ -41,6 +41,11 @@ import vaekit as vk
 # name -> (prior builder, fit keyword arguments from the run's options)
 EX_POST: dict[str, tuple[Callable[[], vk.priors.Prior], Callable[..., dict]]] = {
     "gmm-full": (lambda: vk.priors.GaussianMixture(10, "full"), lambda a: {}),
+    # the same fit in float64, the EM's arithmetic before issue 19: time and log-likelihood
+    "gmm-full-f64": (
+        lambda: vk.priors.GaussianMixture(10, "full", precision="float64"),
+        lambda a: {},
+    ),
     "gmm-diag": (lambda: vk.priors.GaussianMixture(10, "diag"), lambda a: {}),
     "flow": (lambda: vk.priors.Flow(), lambda a: {"iterations": a.flow_iterations}),
     "diffusion": (
@@ -48,6 +53,9 @@ EX_POST: dict[str, tuple[Callable[[], vk.priors.Prior], Callable[..., dict]]] = 
         lambda a: {"iterations": a.diffusion_iterations},
     ),
 }
+# vk.priors.select with its default candidates: the winner's row, the table in "select"
+SELECT = "select"
+PRIOR_NAMES = (*EX_POST, SELECT)  # --prior-names choices
 PEER_SAMPLERS = ("pythae-gmm", "pythae-two-stage")
 SYSTEMS = ("vaekit-fmnist32", "vaekit-spatial", "pythae-resnet")  # the choices
 
@@ -63,31 +71,56 @@ def _since(t: float) -> float:
     return round(time.perf_counter() - t, 2)
 
 
+def _fit(name: str, latents: torch.Tensor, gen: torch.Generator, args, row: dict):
+    """The fitted prior ``name`` (:data:`EX_POST` or :data:`SELECT`); its record into ``row``."""
+    with warnings.catch_warnings():  # an EM that hits max_iter is reported, not raised
+        warnings.simplefilter("ignore", RuntimeWarning)
+        if name == SELECT:
+            n_fit = latents.shape[0] - round(0.1 * latents.shape[0])
+            cands = vk.priors.default_candidates(tuple(latents.shape[1:]), n_fit)
+            for cand in cands:  # the run's Flow steps (3,000 in full runs: its default)
+                if cand["name"] == "flow":
+                    cand["fit"] = EX_POST["flow"][1](args)
+            sel = vk.priors.select(latents, cands, generator=gen, progress=False)
+            row["chosen"] = sel.name
+            row["heldout_log_prob"] = next(r for r in sel.table if r["name"] == sel.name)[
+                "heldout_log_prob"
+            ]
+            row["candidates"] = [
+                {k: r[k] for k in ("name", "heldout_log_prob", "fit_seconds", "note")}
+                for r in sel.table
+            ]
+            return sel.best
+        build, fit_kwargs = EX_POST[name]
+        prior = build().to(latents.device)
+        return prior.fit(latents, generator=gen, progress=False, **fit_kwargs(args))
+
+
 def vaekit_priors(
-    c, x_fit, n_samples: int, fd, args, seed: int, device, log, names=tuple(EX_POST), stats=None
+    c, x_fit, n_samples: int, fd, args, seed: int, device, log, names=None, stats=None
 ) -> dict:
-    """Fit the ex-post priors ``names`` (default: all of :data:`EX_POST`) on the posterior
-    means of ``x_fit``; FD of their samples, and ``stats(images)`` merged into each row when
-    given (the sharpness part's image statistics of the same samples)."""
+    """Fit the ex-post priors ``names`` (default: ``args.prior_names``, else all of
+    :data:`PRIOR_NAMES`) on the posterior means of ``x_fit``; FD of their samples, and
+    ``stats(images)`` merged into each row when given (the sharpness part's image statistics
+    of the same samples)."""
+    names = names or getattr(args, "prior_names", None) or PRIOR_NAMES
     vae = c.eval_vae().to(device).eval()
     t = time.perf_counter()
     latents = vk.priors.encode_dataset(vae, x_fit, use="mean", batch_size=500, progress=False)
     out = {"encode_seconds": _since(t), "latents": list(latents.shape)}
     for name in names:
-        build, fit_kwargs = EX_POST[name]
         row: dict = {}
         out[name] = row
         try:
-            prior = build().to(device)
             gen = torch.Generator(device=device).manual_seed(seed)
-            kwargs = fit_kwargs(args)
             t = time.perf_counter()
-            with warnings.catch_warnings():  # an EM that hits max_iter is reported, not raised
-                warnings.simplefilter("ignore", RuntimeWarning)
-                prior.fit(latents, generator=gen, progress=False, **kwargs)
+            prior = _fit(name, latents.to(device), gen, args, row)
             row["fit_seconds"] = _since(t)
             if isinstance(prior, vk.priors.GaussianMixture):
                 row["em_iterations"], row["converged"] = prior.n_iter, prior.converged
+            for key in ("fit_log_prob", "heldout_log_prob"):
+                if key in prior.fit_report:
+                    row[key] = prior.fit_report[key]
             gen = torch.Generator(device=device).manual_seed(seed + 1)
             t = time.perf_counter()
             with torch.no_grad():

@@ -7,6 +7,16 @@ from pathlib import Path
 
 BEGIN = "<!-- BEGIN GENERATED RESULTS: python benchmarks/run.py --full --write-docs -->"
 END = "<!-- END GENERATED RESULTS -->"
+# docs/benchmarks.md's generated blocks (``--docs-block``): the main run, and runs that cannot
+# be merged into it (another machine), each in a block of its own
+DOCS_BLOCKS = {
+    "results": (BEGIN, END),
+    "sharpness": (
+        "<!-- BEGIN GENERATED SHARPNESS RESULTS: python benchmarks/run.py --render ... "
+        "--write-docs --docs-block sharpness -->",
+        "<!-- END GENERATED SHARPNESS RESULTS -->",
+    ),
+}
 BUDGETS = ("images", "time")
 # quality settings that must agree before rows from different runs share a table
 QUALITY_SETTINGS = ("classifier", "train_images", "test_images", "prior_samples", "budget")
@@ -434,6 +444,7 @@ def _quality(q: dict, h: str) -> list[str]:
 PRIOR_LABELS = {
     "standard_normal": "N(0, I)", "gmm-full": "GaussianMixture(10, full)",
     "gmm-diag": "GaussianMixture(10, diag)", "flow": "Flow", "diffusion": "LatentDiffusion",
+    "gmm-full-f64": "GaussianMixture(10, full), float64 EM", "select": "vk.priors.select",
     "pythae-gmm": "pythae GaussianMixtureSampler", "pythae-two-stage": "pythae TwoStageVAESampler",
 }  # fmt: skip
 
@@ -456,7 +467,9 @@ def _priors(p: dict, h: str) -> list[str]:
         f"Flow {st['flow_iterations']:,} steps, LatentDiffusion {st['diffusion_iterations']:,} "
         f"steps, pythae's second stage {st['two_stage_epochs']} epoch(s); times in seconds, "
         f"torch threads: {p['threads']}. *× N(0, I)*: the prior's sample FD over the same "
-        "model's N(0, I) sample FD; *× recon*: over its reconstruction FD.",
+        "model's N(0, I) sample FD; *× recon*: over its reconstruction FD; *held-out log p*: "
+        "the prior's mean log-likelihood per latent dimension on the 10% of the latents its "
+        "fit held out (nats; `vk.priors.select` ranks by it).",
         "",
     ]
     titles = budget_titles(b)
@@ -466,7 +479,7 @@ def _priors(p: dict, h: str) -> list[str]:
         for name, s in p["systems"].items():
             r = s.get("results", {}).get(which)
             if r is None:
-                rows.append([f"`{name}`", "—", "—", "—", "—", "—", "—", "—", "—",
+                rows.append([f"`{name}`", "—", "—", "—", "—", "—", "—", "—", "—", "—",
                              s.get("unavailable") or s.get("stopped") or "not reached"])  # fmt: skip
                 continue
             normal = r["priors"]["standard_normal"].get("fd_samples")
@@ -478,12 +491,14 @@ def _priors(p: dict, h: str) -> list[str]:
                     f"{r['fd_recon']:.2f}" if first else "", PRIOR_LABELS.get(prior, prior),
                     _f(v.get("fit_seconds"), ".1f"), _f(v.get("sample_seconds"), ".1f"),
                     _f(fd, ".2f"), _f(fd / normal if fd and normal else None, ".2f"),
-                    _f(fd / r["fd_recon"] if fd else None, ".2f"), v.get("error", ""),
+                    _f(fd / r["fd_recon"] if fd else None, ".2f"),
+                    _f(v.get("heldout_log_prob"), ".3f"),
+                    v.get("error") or (f"chose `{v['chosen']}`" if "chosen" in v else ""),
                 ])  # fmt: skip
         lines += _table(
             ["system", "PSNR dB", "FD recon", "prior", "fit s", "sample s", "FD samples",
-             "× N(0, I)", "× recon", "note"],
-            rows, "lrrlrrrrrl",
+             "× N(0, I)", "× recon", "held-out log p / dim", "note"],
+            rows, "lrrlrrrrrrl",
         )  # fmt: skip
         lines += [""]
     lines += [f"{h}## Targets (priors)", ""]
@@ -727,10 +742,14 @@ def _import(i: dict, h: str) -> list[str]:
     return [*lines, ""]
 
 
-def write_docs(md: str, docs: Path) -> None:
-    """Replace the generated block of docs/benchmarks.md with ``md`` (rendered at level 3)."""
+def write_docs(md: str, docs: Path, block: str = "results") -> None:
+    """Replace the generated block ``block`` of docs/benchmarks.md (:data:`DOCS_BLOCKS`) with
+    ``md`` (rendered at level 3)."""
+    if block not in DOCS_BLOCKS:
+        raise SystemExit(f"--docs-block must be one of {sorted(DOCS_BLOCKS)}, got {block!r}")
+    begin, end = DOCS_BLOCKS[block]
     text = docs.read_text()
-    if BEGIN not in text or END not in text:
-        raise SystemExit(f"{docs} has no generated-results markers ({BEGIN!r} ... {END!r})")
-    new = text.split(BEGIN)[0] + BEGIN + "\n\n" + md + "\n" + END + text.split(END, 1)[1]
+    if begin not in text or end not in text:
+        raise SystemExit(f"{docs} has no generated-results markers ({begin!r} ... {end!r})")
+    new = text.split(begin)[0] + begin + "\n\n" + md + "\n" + end + text.split(end, 1)[1]
     docs.write_text(new)

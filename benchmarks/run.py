@@ -61,6 +61,7 @@ DOCS = HERE.parent / "docs" / "benchmarks.md"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    from priors import PRIOR_NAMES
     from priors import SYSTEMS as PRIOR_SYSTEMS
     from quality import SYSTEMS
     from sharpness import LEVERS
@@ -89,6 +90,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--test-images", type=int, default=None, help="full 10000, quick 300")
     ap.add_argument("--prior-systems", nargs="+", choices=PRIOR_SYSTEMS, default=None,
                     help="systems of the priors part (default: all)")  # fmt: skip
+    ap.add_argument(
+        "--prior-names",
+        nargs="+",
+        choices=PRIOR_NAMES,
+        default=None,
+        help="the ex-post priors of the priors part (default: all)",
+    )
     ap.add_argument("--prior-fit-images", type=int, default=None,
                     help="training images whose latents fit the priors (full: all, quick 2000)")  # fmt: skip
     ap.add_argument("--flow-iterations", type=int, default=None,
@@ -130,6 +138,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--out", type=Path, default=HERE / "results")
     ap.add_argument("--name", default=None, help="file stem (default <date>-<quick|full>)")
     ap.add_argument("--write-docs", action="store_true", help=f"regenerate results in {DOCS}")
+    ap.add_argument("--docs-block", default="results", choices=("results", "sharpness"),
+                    help="with --write-docs: the generated block of docs/benchmarks.md to "
+                    "replace (sharpness: runs from another machine than the main one)")  # fmt: skip
     ap.add_argument("--render", type=Path, nargs="+", default=None, metavar="JSON",
                     help="only render existing results (with --write-docs: into docs); several "
                     "JSONs of pieces run one after another are merged into <out>/<name>.json")  # fmt: skip
@@ -297,7 +308,7 @@ def main(argv=None) -> int:
     md_path.write_text(render(res))
     print(f"wrote {md_path}")
     if args.write_docs:
-        write_docs(render(res, level=3), DOCS)
+        write_docs(render(res, level=3), DOCS, args.docs_block)
         print(f"updated {DOCS}")
     return 1 if res.get("errors") else 0
 

@@ -90,8 +90,14 @@ def test_priors_rows(quick_run):
         assert set(results) == {"images", "time"}
         for which, r in results.items():
             assert r["latents"] == latents and r["psnr"] > 0
-            assert set(r["priors"]) == {"standard_normal", "gmm-full", "gmm-diag", "flow",
-                                        "diffusion"}  # fmt: skip
+            assert set(r["priors"]) == {"standard_normal", "gmm-full", "gmm-full-f64",
+                                        "gmm-diag", "flow", "diffusion", "select"}  # fmt: skip
+            chosen = r["priors"]["select"]["chosen"]
+            assert chosen in [c["name"] for c in r["priors"]["select"]["candidates"]]
+            assert f"chose `{chosen}`" in md
+            for prior in ("gmm-full", "gmm-full-f64", "gmm-diag"):  # (the flow's 256-latent
+                # batch leaves it nothing to hold out of 256 latents)
+                assert math.isfinite(r["priors"][prior]["heldout_log_prob"]), prior
             for prior, row in r["priors"].items():
                 assert "error" not in row, (name, prior, row)
                 assert math.isfinite(row["fd_samples"]) and row["fd_samples"] >= 0
