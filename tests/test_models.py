@@ -397,7 +397,7 @@ def test_bad_inputs(tiny_cfg):
 def test_preset_registry():
     assert vk.presets.available() == [
         "fmnist32", "cifar32", "celeba64", "celeba64-bottleneck", "celeba64-wide",
-        "fmnist32-spatial", "xray128-spatial", "xray256-spatial",
+        "fmnist32-spatial", "fmnist28-spatial", "xray128-spatial", "xray256-spatial",
     ]  # fmt: skip
     with pytest.raises(ValueError, match=r"did you mean \['celeba64'"):
         vk.presets.config("celeba46")

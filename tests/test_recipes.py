@@ -38,6 +38,7 @@ def two_phase(spe: int) -> S.Schedule:
 SYSTEMS = {
     "fmnist32": ("bce=1", lambda spe: S.Constant(0.8), 0.0),
     "fmnist32-spatial": ("l1=1,ssim=0.2", lambda spe: S.Constant(0.05), 0.0),
+    "fmnist28-spatial": ("l1=1,ssim=0.2", lambda spe: S.Constant(0.05), 0.0),
     "cifar32": ("bce=1", lambda spe: S.Linear(0.0, 0.1, steps=15 * spe), 0.0),
     "celeba64": ("bce=1", lambda spe: S.Linear(0.0, 0.9, steps=2 * spe), 0.0),
     "celeba64-bottleneck": (
@@ -108,7 +109,7 @@ def test_recipe_runs_two_steps(recipe, tmp_path):
             "--val-fraction", "0.25", "--iwae-images", "4", "--iwae-k", "2",
             "--out", str(tmp_path / "runs"), "--cache-dir", str(tmp_path / "cache")]  # fmt: skip
     cfg = vk.presets.config(preset)
-    if preset.startswith("fmnist32"):
+    if preset.startswith(("fmnist32", "fmnist28")):
         argv += ["--data-root", str(fake_fashion_mnist(tmp_path / "fmnist")), "--fid-samples", "16"]
     else:
         mode, size, extra = DATA[name]
