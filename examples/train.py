@@ -7,11 +7,12 @@
         --config examples/recipes/celeba64.json --data ~/celeba
     python examples/train.py --resume runs/20250101-120000-fmnist32 --epochs 60
     python examples/train.py --config examples/recipes/fmnist32.json --adversarial patchgan
+    python examples/train.py --config examples/recipes/fmnist32.json --tensorboard
 
 Writes runs/<YYYYmmdd-HHMMSS>-<name>/: config.json, history.csv, best.safetensors and
 last.safetensors (vk.VAE.load), trainer_state.pt (for --resume), pictures, metrics.json and
-summary.md. Options come from defaults < --config FILE.json < a resumed run < the command
-line. See docs/training.md.
+summary.md (and TensorBoard event files with --tensorboard). Options come from defaults <
+--config FILE.json < a resumed run < the command line. See docs/training.md.
 
 This file is the training run: ``Trainer`` builds it, loops and finishes, one method per step;
 examples/trainlib/ holds the plumbing (options, data, checkpoints, metrics). Copy both and
@@ -35,6 +36,7 @@ from tqdm.auto import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # for `import trainlib`
 
 from trainlib import checkpoint, data, evaluate, options, runtime, specs
+from trainlib.tensorboard import TensorBoardLog, summary_writer_class
 
 import vaekit as vk
 from vaekit._inference import evaluating  # eval() + no_grad; every submodule's mode back
@@ -150,6 +152,8 @@ class Trainer:
     def __init__(self, args, rt: runtime.Runtime) -> None:
         self.args, self.rt = args, rt
         with usage_errors():
+            if args.tensorboard:
+                summary_writer_class()  # a missing package fails before the data load
             self.cfg = model_config(args)
             self.size = self.cfg.image_size[0]
             self._build_discriminator()  # a bad --adversarial fails before the data load
@@ -163,6 +167,10 @@ class Trainer:
         if rt.main:
             self._write_config()
         self.pictures_of = data.first_images(self.dataset.val, 16)
+        self.tb = None  # --tensorboard: rank 0's writer (trainlib/tensorboard.py)
+        if args.tensorboard and rt.main:
+            self.tb = TensorBoardLog(self.run_dir, seconds=args.log_seconds,
+                                     resume_step=self.step if args.resume else None)  # fmt: skip
 
     def _build_discriminator(self) -> None:
         """``--adversarial``: the discriminator (seeded by --seed, so the same on every rank),
@@ -198,7 +206,7 @@ class Trainer:
                 "--no-final-metrics"
             )
         spec = args.fit_prior_spec
-        need = getattr(spec.build(), "components", 2) if spec is not None else 0
+        need = 0 if spec is None else 20 if spec.is_auto else getattr(spec.build(), "components", 2)
         if len(dataset.train) < need:
             raise ValueError(
                 f"--fit-prior {spec.text} fits on the {len(dataset.train)} training images' "
@@ -556,6 +564,8 @@ class Trainer:
         self.history.add(step=step, epoch=round(step / spe, 4), split="train",
                          time=round(self.elapsed(), 2), lr=self.opt.param_groups[0]["lr"],
                          beta=beta_now, **means)  # fmt: skip
+        if self.tb is not None:
+            self.tb.train(step, means, beta=beta_now, lr=self.opt.param_groups[0]["lr"])
         self.meter.reset()
         now = self.last_row = time.perf_counter()
         if self.show or (
@@ -592,6 +602,10 @@ class Trainer:
         self.history.add(step=step, epoch=round(step / self.steps_per_epoch, 4), split="val",
                          time=round(self.elapsed(), 2), lr=self.opt.param_groups[0]["lr"],
                          beta=self.beta_final, **terms)  # fmt: skip
+        if self.tb is not None:
+            self.tb.val(step, terms)
+            if self.tb.snapshot_due(step):
+                self._tensorboard_snapshot()
         improved = terms["total"] < state["best_val"]
         if improved:
             state.update(best_val=terms["total"], best_step=step, bad_evals=0)
@@ -626,6 +640,12 @@ class Trainer:
             }, run_dir / checkpoint.STATE_FILE)  # fmt: skip
             self.history.write(run_dir / "history.csv")
 
+    def _tensorboard_snapshot(self) -> None:
+        """--tensorboard: val PSNR/SSIM, active units, the KL histogram and the image grids of
+        the current weights on the first validation images (rank 0)."""
+        with self._fork_rng():
+            self.tb.snapshot(self.vae, self.pictures_of, self.step, seed=self.args.seed)
+
     def pictures(self, prefix: str, folder: Path) -> None:
         """Reconstructions, samples and interpolations of the first validation images, and
         loss.png."""
@@ -642,6 +662,9 @@ class Trainer:
         if self.last_eval != step and stop != "interrupted":
             self.validate()  # so the last weights compete for best.safetensors
         self.save(stop)  # last.safetensors + trainer_state.pt
+        if self.tb is not None:  # the last step always has its pictures
+            self._tensorboard_snapshot()
+            self.tb.close()
         rt.barrier()
         if stop == "interrupted":
             print(f"[train] interrupted at step {step}; continue with --resume {self.run_dir}",
@@ -710,35 +733,57 @@ class Trainer:
         encode_seconds = time.perf_counter() - t
         rt.log(f"fitting --fit-prior {spec.text} on {len(latents)} posterior means of shape "
                f"{tuple(latents.shape[1:])} ({encode_seconds:.1f} s to encode)")  # fmt: skip
-        prior = spec.build().to(rt.device)
         t = time.perf_counter()
+        generator = torch.Generator(device=rt.device).manual_seed(args.seed)
+        selection = None
         with usage_errors():  # e.g. a singular covariance: says what to change
-            prior.fit(
-                latents, generator=torch.Generator(device=rt.device).manual_seed(args.seed),
-                progress=self.show, **spec.fit_kwargs,
-            )  # fmt: skip
+            if spec.is_auto:
+                selection = vk.priors.select(latents.to(rt.device), generator=generator,
+                                             progress=self.show)  # fmt: skip
+                prior = selection.best
+                rt.log(f"--fit-prior auto: {selection.name} has the best held-out "
+                       f"log-likelihood of {len(selection.table)} candidates\n"
+                       f"{selection.to_markdown()}")  # fmt: skip
+            else:
+                prior = spec.build().to(rt.device)
+                prior.fit(latents, generator=generator, progress=self.show, **spec.fit_kwargs)
         fit_seconds = time.perf_counter() - t
+        name = vk.priors.name_of(prior)
         trained = vae.prior
         if list(trained.parameters()):  # a learned prior: its own file
             checkpoint.save_model(vae, self.run_dir / f"best-{self.training_prior['name']}"
                                   ".safetensors")  # fmt: skip
         with evaluate.using_prior(vae, prior), self._fork_rng():
             checkpoint.save_model(vae, self.run_dir / "best.safetensors")
-            evaluate.save_samples(vae, self.run_dir / f"samples-{spec.name}.png", seed=args.seed)
+            evaluate.save_samples(vae, self.run_dir / f"samples-{name}.png", seed=args.seed)
         self.fitted_prior = prior
         info = {
-            "spec": spec.text, "name": spec.name, "config": vk.priors.to_config(prior)["config"],
+            "spec": spec.text, "name": name, "config": vk.priors.to_config(prior)["config"],
             "fit_options": spec.fit_kwargs, "latents": len(latents),
             "latent_shape": list(latents.shape[1:]), "use": "mean",
             "encode_seconds": round(encode_seconds, 2), "fit_seconds": round(fit_seconds, 2),
+            "fit_report": prior.fit_report,
         }  # fmt: skip
+        if selection is not None:
+            info["select"] = {
+                "chosen": selection.name, "criterion": selection.criterion,
+                "num_fit": selection.num_fit, "num_heldout": selection.num_heldout,
+                "table": [  # JSON has no NaN: a failed candidate's figures are null
+                    {k: None if isinstance(v, float) and v != v else v for k, v in row.items()}
+                    for row in selection.table
+                ],
+            }  # fmt: skip
         if isinstance(prior, vk.priors.GaussianMixture):
             info.update(em_iterations=prior.n_iter, converged=prior.converged,
                         loglik_per_latent=prior.history[-1])  # fmt: skip
         elif getattr(prior, "history", None):
             info["final_loss"] = prior.history[-1]
-        rt.log(f"fitted {spec.text} in {fit_seconds:.1f} s; best.safetensors samples from it "
-               f"(samples-{spec.name}.png)")  # fmt: skip
+        report = prior.fit_report
+        heldout = (f", log-likelihood {report['fit_log_prob']:.3f} nats/dim on its latents, "
+                   f"{report['heldout_log_prob']:.3f} held out"
+                   if "heldout_log_prob" in report else "")  # fmt: skip
+        rt.log(f"fitted {spec.text} in {fit_seconds:.1f} s{heldout}; best.safetensors samples "
+               f"from it (samples-{name}.png)")  # fmt: skip
         return info
 
     def _final_metrics(self, run_info: dict) -> dict:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Create ./.venv with vaekit (editable) and its extras: VAEKIT_EXTRAS, default dev,examples,bench,explore
-# (tests, examples, benchmark peers, the explorer); the Quickstart asks only for examples.
+# Create ./.venv with vaekit (editable) and its extras: VAEKIT_EXTRAS, default
+# dev,examples,bench,explore,lightning (tests, examples, benchmark peers, the explorer, the
+# Lightning/Hydra/TensorBoard example); the Quickstart asks only for examples.
 # Idempotent: a stamp records what was installed; re-running with nothing changed is instant.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,7 +10,7 @@ PYTHON=${PYTHON:-python3}
 # torch/torchvision pin used on our machines (x86_64, Python 3.11); override for others, e.g.
 #   VAEKIT_TORCH="torch torchvision" bash scripts/setup.sh
 VAEKIT_TORCH=${VAEKIT_TORCH:-"torch==2.14.1 torchvision==0.29.1"}
-VAEKIT_EXTRAS=${VAEKIT_EXTRAS:-dev,examples,bench,explore}
+VAEKIT_EXTRAS=${VAEKIT_EXTRAS:-dev,examples,bench,explore,lightning}
 
 if [ ! -x .venv/bin/python ]; then
   echo "[setup] creating .venv with $($PYTHON --version)"

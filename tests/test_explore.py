@@ -8,6 +8,7 @@ import math
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -501,3 +502,40 @@ def test_every_preset_through_the_explorer(preset, tmp_path):
     assert E.reconstruct(run.vae, x).error.shape == (1, 3, h, w)
     k = -(-128 // min(h, w))  # small images are enlarged to at least 128 px
     assert E.to_display(moved).shape[:2] == (h * k, w * k)
+
+
+def test_gradio_temp_folder_is_the_explorers_own(tmp_path, monkeypatch):
+    import os
+    import tempfile
+
+    from vaekit.explore import app
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # gettempdir() reads TMPDIR again
+    monkeypatch.delenv("GRADIO_TEMP_DIR", raising=False)
+    monkeypatch.setattr(app, "_OWN_TEMP", [])  # not the folder of an app built earlier
+    path = Path(app.temp_dir())
+    assert path.parent == tmp_path and path.name.startswith(app.TEMP_PREFIX)
+    assert (path.stat().st_mode & 0o777) == 0o700
+    assert os.environ["GRADIO_TEMP_DIR"] == str(path) and app.temp_dir() == str(path)
+    (path / "picture.png").write_bytes(b"png")
+    app.remove_temp_dir()
+    assert not path.exists() and "GRADIO_TEMP_DIR" not in os.environ
+    mine = tmp_path / "mine"  # a folder the user chose: used, never removed
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(mine))
+    assert app.temp_dir() == str(mine)
+    app.remove_temp_dir()
+    assert os.environ["GRADIO_TEMP_DIR"] == str(mine)
+
+
+def test_a_folder_of_runs_opens_every_run(tmp_path, capsys):
+    from vaekit.explore.__main__ import expand
+
+    sweep = tmp_path / "sweep"
+    a = make_run(sweep / "0-a", tiny_vae())
+    b = make_run(sweep / "1-b", tiny_vae(seed=1))
+    assert expand([str(sweep), str(a)]) == [str(a), str(b), str(a)]
+    assert "opening the 2 run(s) inside it" in capsys.readouterr().out
+    assert expand([str(tmp_path / "missing")]) == [str(tmp_path / "missing")]  # reported later
+    with pytest.raises(ExploreError, match=r"holds 2 run folder\(s\): 0-a, 1-b"):
+        E.load_run(sweep)

@@ -68,7 +68,9 @@ def server(files, request):
         "--threads",
         "1",
     ]
-    proc = B.start_server(args, port, timeout=90, log=log)
+    tmp = files["root"] / "tmp"  # the explorer's own picture folder goes in here
+    tmp.mkdir()
+    proc = B.start_server(args, port, timeout=90, log=log, env={"TMPDIR": str(tmp)})
     request.addfinalizer(lambda: B.stop_server(proc))
     yield port, proc, log
 
@@ -149,3 +151,25 @@ def test_explorer_in_chromium(files, server, browser, artefacts, capsys):
             f"median {statistics.median(times) * 1000:.0f} ms over {len(times)} moves; "
             f"test body {time.monotonic() - start:.0f} s"
         )
+
+
+def test_rendered_pictures_stay_in_the_explorers_folder(files, server, browser):
+    """Gradio's files go to <TMPDIR>/vaekit-explore-*, not the shared <tmp>/gradio, and the
+    folder is gone once the explorer stops (SIGTERM, as `kill` sends)."""
+    port, proc, log = server
+    browser.get(f"http://127.0.0.1:{port}/")
+    B.wait_image(browser, "samples-image", timeout=60)  # a rendered picture
+    deadline = time.monotonic() + 60  # Gradio may write the file after the page shows it
+    while not (found := list((files["root"] / "tmp").glob("vaekit-explore-*"))):
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.5)
+    (own,) = found
+    assert f"rendered pictures go to {own} (removed when the explorer stops)" in log.read_text()
+    while not any(p.is_file() for p in own.rglob("*")):
+        assert time.monotonic() < deadline, "no rendered picture in the folder"
+        time.sleep(0.5)
+    assert not (files["root"] / "tmp" / "gradio").exists()
+    assert (own.stat().st_mode & 0o777) == 0o700  # this user's only
+    B.stop_server(proc)
+    assert proc.returncode == 0, log.read_text()
+    assert not own.exists()

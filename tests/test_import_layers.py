@@ -35,12 +35,14 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "losses": ("shared",),  # the KL reaches the prior through out.prior, not by import
     "metrics": ("shared",),  # models come in as arguments (vae.prior, vae.encode)
     "viz": ("metrics",),
+    "runs": ("models", "viz"),  # run folders hold models; their TensorBoard pictures are viz's
     "facade": (
         "presets",
         "discriminators",
         "data",
         "losses",
         "viz",
+        "runs",
     ),  # vaekit/__init__.py: `import vaekit as vk`
     "explore": ("facade",),  # the Gradio app, on top of everything, never imported by it
 }
@@ -68,6 +70,7 @@ MODULE_LAYERS: dict[str, str] = {
     "vaekit.functional": "losses",  # the losses' functional forms, re-exported
     "vaekit.metrics": "metrics",
     "vaekit.viz": "viz",
+    "vaekit.runs": "runs",
     "vaekit": "facade",
     "vaekit.explore": "explore",
 }

@@ -664,7 +664,7 @@ def test_prior_specs_parse(text, option, name, kwargs, fit_kwargs):
     [
         ("gmn:10", "--fit-prior", ValueError,
          r"--fit-prior 'gmn:10': unknown prior 'gmn'; --fit-prior takes a prior fitted after "
-         r"training, one of \['diffusion', 'flow', 'gmm'\]; did you mean 'gmm'\?"),
+         r"training, one of \['diffusion', 'edm', 'flow', 'gmm'\]; did you mean 'gmm'\?"),
         ("mgo:16", "--prior", ValueError, r"one of \['mog', 'standard_normal', 'vamp'\]; did you "
          r"mean 'mog'\?"),
         ("gmm:10", "--prior", ValueError,
@@ -678,7 +678,7 @@ def test_prior_specs_parse(text, option, name, kwargs, fit_kwargs):
         ("gmm:10:dag", "--fit-prior", ValueError, r"covariance must be one of \['full', 'diag'\]"),
         ("flow:iteratons=5", "--fit-prior", ValueError,
          r"unknown option 'iteratons'; did you mean 'iterations'\? \(valid: batch_size, hidden, "
-         r"iterations, layers, lr\)"),
+         r"iterations, layers, lr, val_fraction\)"),
         ("flow:iterations=0", "--fit-prior", ValueError, r"iterations must be >= 1, got 0"),
         ("flow:lr=-1", "--fit-prior", ValueError, r"lr must be > 0, got -1"),
         ("diffusion:ema=1", "--fit-prior", ValueError, r"ema must be >= 0 and < 1, got 1"),
@@ -756,7 +756,8 @@ def test_fit_prior_saves_it_into_best_and_reports_both_priors(tmp_path, fmnist):
     assert re.search(r"\| prior \| N\(0, I\); fitted after training: `gmm:2` on 86 posterior "
                      r"means in [\d.]+ s", summary)  # fmt: skip
     assert "FD gmm samples vs test" in summary and "![samples-gmm](samples-gmm.png)" in summary
-    assert "aggregate posterior MMD to the gmm prior" in summary
+    assert "posterior means MMD to the gmm prior" in summary  # an ex-post prior: the means
+    assert gaps["gmm"]["target"] == "means" and gaps["standard_normal"]["target"] == "samples"
     assert "| sharpness ratio to the real test images: gmm samples |" in summary
 
     # best.safetensors carries the fitted mixture and draws the picture the run drew
@@ -889,3 +890,22 @@ def test_import_registers_a_user_block_for_training_and_resume(tmp_path, fmnist)
         if "test_import_block" in vk.blocks.available():
             vk.blocks.unregister("test_import_block")
         sys.modules.pop("my_blocks", None)
+
+
+def test_fit_prior_auto_chooses_by_heldout_log_likelihood(tmp_path, fmnist):
+    assert specs.parse_prior("AUTO", "--fit-prior").is_auto
+    with pytest.raises(ValueError, match=r"--prior 'auto': unknown prior 'auto'"):
+        specs.parse_prior("auto", "--prior")
+    run = train.main(run_args(tmp_path, "--max-steps", "3", "--fit-prior", "auto", root=fmnist))
+    fitted = json.loads((run / "metrics.json").read_text())["prior"]["fitted"]
+    sel = fitted["select"]
+    names = [row["name"] for row in sel["table"]]
+    assert sel["chosen"] in names and sel["criterion"] == "heldout_log_prob"
+    assert (sel["num_fit"], sel["num_heldout"]) == (77, 9)  # 86 training images' latents
+    best = max((r for r in sel["table"] if r["score"] is not None), key=lambda r: r["score"])
+    assert best["name"] == sel["chosen"]
+    assert fitted["spec"] == "auto" and fitted["name"] == "gmm"  # 86 latents: mixtures only
+    assert fitted["fit_report"]["heldout_log_prob"] == pytest.approx(best["heldout_log_prob"])
+    assert (run / "samples-gmm.png").stat().st_size > 0
+    saved = vk.VAE.load(run / "best.safetensors").prior
+    assert saved.fit_report == fitted["fit_report"]

@@ -11,8 +11,9 @@ __version__ = "0.1.0"
 #   core (_validation, _registry, _io, _maths, _weights, _inference) -> shared (distributions,
 #   outputs, schedules) -> blocks -> config -> priors -> models -> presets;  blocks ->
 #   discriminators;  shared -> data;
-#   shared -> losses (+ functional);  shared -> metrics -> viz;  this file imports them all,
-#   and explore (the Gradio app) sits on top. Losses and metrics never import each other;
+#   shared -> losses (+ functional);  shared -> metrics -> viz;  models + viz -> runs (run
+#   folders, TensorBoard tags);  this file imports them all, and explore (the Gradio app) sits
+#   on top. Losses and metrics never import each other;
 #   they reach a model's parts (vae.prior) through the objects they are given.
 
 from . import (
@@ -24,6 +25,7 @@ from . import (
     metrics,
     presets,
     priors,
+    runs,
     schedules,
     viz,
 )
@@ -51,6 +53,7 @@ __all__ = [
     "metrics",
     "presets",
     "priors",
+    "runs",
     "schedules",
     "viz",
 ]

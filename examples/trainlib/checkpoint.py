@@ -6,18 +6,20 @@ A run folder holds ``config.json``, ``history.csv``, ``best.safetensors`` and
 the discriminator with its optimiser and GradScaler (``--adversarial``), step/epoch/position in
 the epoch, every rank's RNG states and the best validation value, so
 ``--resume DIR`` continues at the exact step. Files are written to a temporary name and then
-renamed, so an interrupted save never leaves a truncated checkpoint.
+renamed, so an interrupted save never leaves a truncated checkpoint. ``history.csv`` is read
+and written by :mod:`vaekit.runs`, the reader the explorer uses too.
 """
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 from datetime import datetime
 from pathlib import Path
 
 import torch
+
+import vaekit as vk
 
 STATE_FILE = "trainer_state.pt"
 
@@ -72,17 +74,7 @@ class History:
         self.rows.append(row)
 
     def write(self, path: Path) -> None:
-        fields: list[str] = []
-        for row in self.rows:
-            fields += [k for k in row if k not in fields]
-
-        def write(tmp: Path) -> None:
-            with open(tmp, "w", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=fields)
-                writer.writeheader()
-                writer.writerows(self.rows)
-
-        _atomic(Path(path), write)
+        vk.runs.write_history(path, self.rows)  # atomic: a temporary name, then renamed
 
     @classmethod
     def read(cls, path: Path, up_to_step: int) -> History:
@@ -90,24 +82,10 @@ class History:
         last checkpoint belong to steps that the resumed run repeats."""
         if not Path(path).is_file():
             return cls()
-        rows = []
-        with open(path, newline="") as f:
-            for row in csv.DictReader(f):
-                parsed = {k: _number(v) for k, v in row.items() if v not in ("", None)}
-                if parsed.get("step", 0) <= up_to_step:
-                    rows.append(parsed)
-        return cls(rows)
+        return cls(vk.runs.read_history(path, up_to_step=up_to_step))
 
     def series(self, split: str) -> list[dict]:
         return [r for r in self.rows if r.get("split") == split]
-
-
-def _number(text: str) -> object:
-    try:
-        value = float(text)
-    except ValueError:
-        return text
-    return int(value) if value.is_integer() and "." not in text and "e" not in text else value
 
 
 def finite_or_none(value: float) -> float | None:

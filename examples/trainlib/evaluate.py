@@ -309,7 +309,7 @@ def sharpness_stats(
     return out
 
 
-GAP_KEYS = ("kl", "kl_per_dim", "mmd", "mmd_noise", "eig_min", "eig_max", "num_samples")
+GAP_KEYS = ("kl", "kl_per_dim", "mmd", "mmd_noise", "eig_min", "eig_max", "num_samples", "target")
 
 
 def posterior_gaps(vae, dataset, args, device, priors: dict) -> dict:
@@ -409,7 +409,8 @@ def write_summary(
         ("aggregate posterior KL/dim", gap.get("kl_per_dim")),
         ("aggregate posterior MMD (noise level)",
          f"{_fmt(gap.get('mmd'))} ({_fmt(gap.get('mmd_noise'))})" if gap else None),
-        *[(f"aggregate posterior MMD to the {name} prior (noise level)",
+        *[(f"{'posterior means' if g.get('target') == 'means' else 'aggregate posterior'} "
+           f"MMD to the {name} prior (noise level)",
            f"{_fmt(g['mmd'])} ({_fmt(g['mmd_noise'])})")
           for name, g in metrics.get("posterior_gap_by_prior", {}).items()
           if name != "standard_normal"],

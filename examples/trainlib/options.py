@@ -181,8 +181,9 @@ def build_parser(description: str = "", *, with_defaults: bool = True) -> argpar
         g,
         "--fit-prior",
         help="after training, fit a prior on the posterior means of the training images and "
-        "save it into best.safetensors: gmm:10, gmm:10:diag, flow, diffusion; fit options as "
-        "KEY=VALUE, e.g. flow:iterations=500 (samples and metrics then cover both priors)",
+        "save it into best.safetensors: auto (vk.priors.select chooses by held-out "
+        "log-likelihood), gmm:10, gmm:10:diag, flow, diffusion; fit options as KEY=VALUE, "
+        "e.g. flow:iterations=500 (samples and metrics then cover both priors)",
     )
 
     g = p.add_argument_group("optimisation")
@@ -311,6 +312,17 @@ def build_parser(description: str = "", *, with_defaults: bool = True) -> argpar
     g = p.add_argument_group("output")
     add(g, "--out", default="runs", help="parent folder of the run folders")
     add(g, "--name", help="run name (default: the preset or model-config name)")
+    add(
+        g,
+        "--tensorboard",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="also write TensorBoard events into the run folder (`tensorboard --logdir runs`): "
+        "every loss term, beta and lr with each train row, validation terms, val PSNR/SSIM, "
+        "active units, KL per latent dimension (histogram) and image grids (reconstructions, "
+        "samples, a traversal), at least --log-seconds apart and at the last step; the same "
+        "tags as examples/lightning. Needs the tensorboard package (the lightning extra)",
+    )
     add(g, "--config", help="JSON file of options (keys: long option names with _), e.g. a recipe")
     add(g, "--resume", help="a run folder: continue it from last.safetensors + trainer_state.pt")
     return p

@@ -505,7 +505,7 @@ PRIOR_POSITIONAL = {
 }
 PRIOR_OPTIONS = {
     "--prior": ("learned with the VAE", "mog:16, vamp:64"),
-    "--fit-prior": ("fitted after training", "gmm:10, gmm:10:diag, flow, diffusion"),
+    "--fit-prior": ("fitted after training", "auto, gmm:10, gmm:10:diag, flow, diffusion"),
 }
 # set by the trainer from the model, never by a spec
 _PRIOR_BOUND = ("self", "latent_shape", "data_shape")
@@ -523,7 +523,14 @@ class PriorSpec:
 
     def build(self) -> vk.priors.Prior:
         """A fresh prior (unbound: the VAE or the fit gives it its latent shape)."""
+        if self.is_auto:
+            raise ValueError("--fit-prior auto is chosen by vk.priors.select, not built")
         return vk.priors.build(self.name, **self.kwargs)
+
+    @property
+    def is_auto(self) -> bool:
+        """``--fit-prior auto``: :func:`vaekit.priors.select` chooses the prior."""
+        return self.name == "auto"
 
 
 def _prior_names(option: str) -> list[str]:
@@ -550,6 +557,8 @@ def _check_fit_value(key: str, value: Any, default: Any, what: str) -> Any:
     name = f"{what}: {key}"
     if key == "ema":
         return None if value is None else check_number(value, name, at_least=0, below=1)
+    if key == "val_fraction":
+        return check_number(value, name, at_least=0, below=1)
     if isinstance(default, bool):
         if not isinstance(value, bool):
             raise TypeError(f"{name} must be true or false, got {value!r}")
@@ -576,6 +585,8 @@ def parse_prior(spec: object, option: str = "--prior") -> PriorSpec:
             f"{type(spec).__name__} {spec!r}"
         )
     what = f"{option} {spec!r}"
+    if option == "--fit-prior" and spec.strip().casefold() == "auto":
+        return PriorSpec("auto", {}, {}, "auto")
     head, *items = [part.strip() for part in spec.strip().split(":")]
     allowed = _prior_names(option)
     canonical_allowed = sorted(n for n in allowed if n in vk.priors.available())

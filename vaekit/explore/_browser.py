@@ -50,11 +50,21 @@ def free_port() -> int:
 
 
 def start_server(
-    args: Sequence[str], port: int, *, timeout: float = 90.0, log: str | os.PathLike | None = None
+    args: Sequence[str],
+    port: int,
+    *,
+    timeout: float = 90.0,
+    log: str | os.PathLike | None = None,
+    env: dict[str, str] | None = None,
 ) -> subprocess.Popen:
-    """``python -m vaekit.explore ARGS --port PORT`` in a subprocess, once it answers HTTP."""
+    """``python -m vaekit.explore ARGS --port PORT`` in a subprocess, once it answers HTTP;
+    ``env``: variables to add to this process's environment for it."""
     out = open(log, "w") if log else subprocess.DEVNULL  # noqa: SIM115 (the child holds it)
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
+    # a private picture folder of an explorer in *this* process (vaekit-explore-*) is not the
+    # child's: it makes its own
+    if os.path.basename(env.get("GRADIO_TEMP_DIR", "")).startswith("vaekit-explore-"):
+        del env["GRADIO_TEMP_DIR"]
     proc = subprocess.Popen(
         [sys.executable, "-m", "vaekit.explore", *map(str, args), "--port", str(port)],
         stdout=out,

@@ -2,16 +2,21 @@
 
 Private and offline by default: the server binds 127.0.0.1, makes no share link, sends no
 analytics, checks no updates, keeps no run history, serves no monitoring page or MCP
-server, and uses the fonts bundled with Gradio. Every handler catches its errors and shows
+server, and uses the fonts bundled with Gradio. The pictures Gradio writes to serve them
+go to a folder of the explorer's own (:func:`temp_dir`, private to the user), removed when
+it stops, not to Gradio's shared ``<tmp>/gradio``. Every handler catches its errors and shows
 them in the page (a message under the tab's picture), so a bad path or upload never kills
 the server or shows a traceback.
 """
 
 from __future__ import annotations
 
+import atexit
 import functools
 import os
+import shutil
 import sys
+import tempfile
 import traceback
 from collections.abc import Callable, Sequence
 
@@ -26,9 +31,12 @@ __all__ = [
     "PRIVACY_ENV",
     "RATIO_NOTE",
     "SLIDERS",
+    "TEMP_PREFIX",
     "build_app",
     "launch",
     "launch_kwargs",
+    "remove_temp_dir",
+    "temp_dir",
 ]
 
 SLIDERS = 8  # latent sliders shown: the units with the most KL
@@ -40,6 +48,8 @@ PRIVACY_ENV = {
     "HF_HUB_DISABLE_TELEMETRY": "1",
     "DO_NOT_TRACK": "1",
 }
+TEMP_PREFIX = "vaekit-explore-"  # <tmp>/vaekit-explore-XXXXXXXX: the pictures Gradio serves
+_OWN_TEMP: list[str] = []  # the folder this process made (and removes), if any
 CSS = ".pixelated img { image-rendering: pixelated; }"
 RATIO_NOTE = (
     "↑ higher is better, ↓ lower, →1 nearest 1. Sharpness ratio: the variance of the "
@@ -49,9 +59,41 @@ RATIO_NOTE = (
 )
 
 
+def temp_dir() -> str:
+    """The folder Gradio writes the rendered pictures and uploads to (``GRADIO_TEMP_DIR``).
+
+    Gradio's default is ``<tmp>/gradio``, shared by every Gradio app of every user and never
+    emptied. The explorer makes its own, ``<tmp>/vaekit-explore-XXXXXXXX`` (``<tmp>`` is
+    ``$TMPDIR``, else ``/tmp``; readable by this user only), and removes it when it stops
+    (:func:`remove_temp_dir`, also at exit). A ``GRADIO_TEMP_DIR`` set by the user is used
+    as it is and never removed. Called before Gradio is imported, since parts of it read the
+    variable at import.
+    """
+    given = os.environ.get("GRADIO_TEMP_DIR")
+    if given and given not in _OWN_TEMP:
+        return given
+    if _OWN_TEMP and os.path.isdir(_OWN_TEMP[-1]):
+        return _OWN_TEMP[-1]
+    path = tempfile.mkdtemp(prefix=TEMP_PREFIX)
+    _OWN_TEMP.append(path)
+    os.environ["GRADIO_TEMP_DIR"] = path
+    return path
+
+
+@atexit.register
+def remove_temp_dir() -> None:
+    """Remove the folder :func:`temp_dir` made (a user's ``GRADIO_TEMP_DIR`` is kept)."""
+    while _OWN_TEMP:
+        path = _OWN_TEMP.pop()
+        shutil.rmtree(path, ignore_errors=True)
+        if os.environ.get("GRADIO_TEMP_DIR") == path:
+            del os.environ["GRADIO_TEMP_DIR"]
+
+
 def _gradio():
-    """Import Gradio with its network switches off."""
+    """Import Gradio with its network switches off and its files in :func:`temp_dir`."""
     os.environ.update(PRIVACY_ENV)
+    temp_dir()
     try:
         import gradio as gr
     except ImportError as err:
@@ -518,10 +560,18 @@ def launch(
 ):
     """Build the page and serve it at ``http://host:port`` (until Ctrl-C when ``block``).
 
+    Rendered pictures go to :func:`temp_dir`, removed when a blocking server stops (and at
+    exit, for a non-blocking one).
+
     Returns:
         the ``gradio.Blocks`` (call ``.close()`` on it to stop a non-blocking server).
     """
+    temp_dir()
     demo = build_app(ex, messages=messages)
     demo.queue(default_concurrency_limit=1)
-    demo.launch(**launch_kwargs(host, port, block=block))
+    try:
+        demo.launch(**launch_kwargs(host, port, block=block))
+    finally:
+        if block:
+            remove_temp_dir()
     return demo

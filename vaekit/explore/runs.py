@@ -1,16 +1,14 @@
 """Run folders and saved models, loaded once each, and the test images that go with them.
 
-A run folder is what ``examples/train.py`` writes: ``best.safetensors`` (or
-``last.safetensors``), ``config.json``, ``history.csv`` and, after the final metrics,
-``metrics.json``. A bare ``.safetensors`` file written by ``vae.save`` is a model without
-the rest. Models are read only from safetensors files (no pickle): ``trainer_state.pt`` is
-never opened.
+What a run folder holds is read by :func:`vaekit.runs.read_run`, the library's one reader of
+run folders (``examples/train.py`` and ``examples/lightning/train.py`` write them); a bare
+``.safetensors`` file written by ``vae.save`` is a model without the rest. Models are read
+only from safetensors files (no pickle): ``trainer_state.pt`` and Lightning's ``.ckpt`` files
+are never opened.
 """
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 import os
 import threading
@@ -20,11 +18,11 @@ from pathlib import Path
 import torch
 
 from ..models import VAE
+from ..runs import CHECKPOINTS, RunFolder, read_history, read_run
 from .images import ExploreError, fit_images, read_folder
 
-__all__ = ["Explorer", "ImageSet", "Run", "load_run"]
+__all__ = ["CHECKPOINTS", "Explorer", "ImageSet", "Run", "load_run", "read_history"]
 
-CHECKPOINTS = ("best.safetensors", "last.safetensors")
 TEST_IMAGES = 64  # images offered for picking: enough to browse, quick to load
 
 
@@ -37,7 +35,7 @@ class Run:
         checkpoint: the safetensors file the model came from. vae: the model, in eval mode.
         config: ``config.json`` (``{}`` for a bare model). metrics: ``metrics.json`` (``{}``
         when absent). history: ``history.csv`` rows with numbers parsed. notes: what was
-        missing or unreadable, for the page.
+        missing or unreadable, for the page. folder: the :class:`vaekit.runs.RunFolder`.
     """
 
     name: str
@@ -48,6 +46,7 @@ class Run:
     metrics: dict = field(default_factory=dict)
     history: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    folder: RunFolder | None = None
 
     @property
     def channels(self) -> int:
@@ -64,14 +63,20 @@ class Run:
         """True for a spatial latent (C, h, w), False for a flat one (D,)."""
         return len(self.vae.latent_shape) > 1
 
+    def _info(self) -> RunFolder:
+        if self.folder is not None:
+            return self.folder
+        return RunFolder(self.path, self.name, self.checkpoint, config=self.config)
+
     @property
     def data(self) -> str | None:
         """The training data: ``"fashion-mnist"``, a folder, or None when unknown."""
-        data = self.config.get("data")
-        if isinstance(data, dict) and isinstance(data.get("name"), str):
-            return data["name"]
-        args = self.config.get("args")
-        return args.get("data") if isinstance(args, dict) else None
+        return self._info().data
+
+    @property
+    def data_root(self) -> str | None:
+        """The folder the Fashion-MNIST files came from (None: the default place)."""
+        return self._info().data_root
 
     def describe(self) -> str:
         """One line for the page: name, model, latent, data."""
@@ -80,59 +85,22 @@ class Run:
         latent = "x".join(str(s) for s in self.vae.latent_shape)
         params = sum(p.numel() for p in self.vae.parameters()) / 1e6
         data = f", trained on {self.data}" if self.data else ""
+        trainer = self._info().trainer
+        by = " with Lightning" if trainer == "lightning" else ""
         prior = getattr(self.vae, "prior", None)  # the model's own p(z), when it has one
         prior = f", prior {type(prior).__name__}" if prior is not None else ""
         return (
             f"**{self.name}**: {self.channels}x{h}x{w} images, {kind} latent {latent}{prior}, "
-            f"{params:.2f} M parameters{data}"
+            f"{params:.2f} M parameters{data}{by}"
         )
-
-
-def _number(text: str) -> object:
-    try:
-        value = float(text)
-    except ValueError:
-        return text
-    return int(value) if value.is_integer() and "." not in text and "e" not in text else value
-
-
-def read_history(path: str | os.PathLike) -> list[dict]:
-    """Rows of a ``history.csv`` with numbers parsed and empty cells left out.
-
-    Example:
-        >>> import os, tempfile
-        >>> from vaekit.explore.runs import read_history
-        >>> path = os.path.join(tempfile.mkdtemp(), "history.csv")
-        >>> _ = open(path, "w").write("step,split,total,kl\\n1,train,0.5,\\n2,val,0.25,3.0\\n")
-        >>> read_history(path)
-        [{'step': 1, 'split': 'train', 'total': 0.5}, {'step': 2, 'split': 'val', 'total': 0.25, 'kl': 3.0}]
-    """
-    with open(path, newline="") as f:
-        return [
-            {k: _number(v) for k, v in row.items() if k is not None and v not in ("", None)}
-            for row in csv.DictReader(f)
-        ]
-
-
-def _read_json(path: Path, notes: list[str]) -> dict:
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        notes.append(f"{path.name} is unreadable ({err}); left out")
-        return {}
-    if not isinstance(data, dict):
-        notes.append(f"{path.name} is not a JSON object; left out")
-        return {}
-    return data
 
 
 def load_run(path: str | os.PathLike) -> Run:
     """Load a run folder (its ``best.safetensors``) or a ``.safetensors`` model file.
 
     Args:
-        path: a folder written by ``examples/train.py``, or a file written by ``vae.save``.
+        path: a folder written by ``examples/train.py`` or ``examples/lightning/train.py``, or
+            a file written by ``vae.save``.
 
     Raises:
         ExploreError: no such path, a folder that is not a run, a file that is not a vaekit
@@ -153,53 +121,22 @@ def load_run(path: str | os.PathLike) -> Run:
         ...
         vaekit.explore.images.ExploreError: ... is a folder but not a vaekit run: ...
     """
-    given = str(path)
-    p = Path(path).expanduser()
-    if not p.exists():
-        raise ExploreError(
-            f"{given!r}: no such file or folder; expected a run folder (with best.safetensors) "
-            "or a .safetensors model file"
-        )
-    notes: list[str] = []
-    if p.is_dir():
-        found = [p / name for name in CHECKPOINTS if (p / name).is_file()]
-        if not found:
-            raise ExploreError(
-                f"{given!r} is a folder but not a vaekit run: it has no "
-                f"{' or '.join(CHECKPOINTS)} (examples/train.py writes them)"
-            )
-        checkpoint = found[0]
-        if checkpoint.name != CHECKPOINTS[0]:
-            notes.append(f"no {CHECKPOINTS[0]}; using {checkpoint.name}")
-        folder, name = p, p.name
-    else:
-        if p.suffix != ".safetensors":
-            raise ExploreError(
-                f"{given!r} is not a .safetensors file: the explorer loads models only from "
-                "safetensors files written by vae.save or the trainer (never pickles such as "
-                ".pt files, which can run code)"
-            )
-        checkpoint, folder, name = p, None, p.stem
     try:
-        vae = VAE.load(checkpoint, map_location="cpu")
+        info = read_run(path)
+    except (FileNotFoundError, ValueError) as err:
+        raise ExploreError(str(err)) from None
+    try:
+        vae = info.load_vae(map_location="cpu")
     except (ValueError, TypeError, OSError) as err:
         raise ExploreError(
-            f"{str(checkpoint)!r} could not be loaded as a vaekit model: {err}"
+            f"{str(info.checkpoint)!r} could not be loaded as a vaekit model: {err}"
         ) from err
     vae.eval().requires_grad_(False)
-    run = Run(name=name, path=p, checkpoint=checkpoint, vae=vae, notes=notes)
-    if folder is not None:
-        run.config = _read_json(folder / "config.json", notes)
-        run.metrics = _read_json(folder / "metrics.json", notes)
-        if not run.metrics:
-            notes.append("no metrics.json (the run stopped before its final metrics)")
-        history = folder / "history.csv"
-        if history.is_file():
-            try:
-                run.history = read_history(history)
-            except (OSError, ValueError, csv.Error) as err:
-                notes.append(f"history.csv is unreadable ({err}); no curves")
-    return run
+    return Run(
+        name=info.name, path=info.path, checkpoint=info.checkpoint, vae=vae,
+        config=info.config, metrics=info.metrics, history=info.history, notes=info.notes,
+        folder=info,
+    )  # fmt: skip
 
 
 @dataclass
@@ -284,8 +221,7 @@ class Explorer:
         if run.data == "fashion-mnist":
             from ..data import load_fashion_mnist
 
-            args = run.config.get("args") or {}
-            root = args.get("data_root") if isinstance(args, dict) else None
+            root = run.data_root
             try:
                 # as the trainer did: 28x28, zero-padded to the model's size when it is larger
                 pad = h if h == w and h > 28 else None

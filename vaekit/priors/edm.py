@@ -51,7 +51,7 @@ def karras_sigmas(n: int, sigma_min: float, sigma_max: float, rho: float = 7.0) 
         >>> from vaekit.priors.edm import karras_sigmas
         >>> s = karras_sigmas(4, 0.002, 80.0)
         >>> [round(v, 3) for v in s.tolist()]
-        [80.0, 11.253, 0.802, 0.002, 0.0]
+        [80.0, 9.723, 0.47, 0.002, 0.0]
     """
     check_int(n, "n", 1)
     ramp = torch.linspace(0, 1, n, dtype=torch.float64) if n > 1 else torch.zeros(1).double()
