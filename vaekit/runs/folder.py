@@ -163,25 +163,25 @@ class RunFolder:
             return "lightning"
         return "train.py" if isinstance(self.config.get("args"), dict) else None
 
+    def _data_option(self, lightning_key: str, args_key: str) -> str | None:
+        """A data setting: ``config["data"][lightning_key]`` (the Lightning example) or
+        ``config["args"][args_key]`` (examples/train.py); None when neither is a string."""
+        for section, key in (("data", lightning_key), ("args", args_key)):
+            values = self.config.get(section)
+            value = values.get(key) if isinstance(values, dict) else None
+            if isinstance(value, str):
+                return value
+        return None
+
     @property
     def data(self) -> str | None:
         """The training data: ``"fashion-mnist"``, a folder, or None when unknown."""
-        data = self.config.get("data")
-        if isinstance(data, dict) and isinstance(data.get("name"), str):
-            return data["name"]
-        args = self.config.get("args")
-        value = args.get("data") if isinstance(args, dict) else None
-        return value if isinstance(value, str) else None
+        return self._data_option("name", "data")
 
     @property
     def data_root(self) -> str | None:
         """Where the Fashion-MNIST files came from (None: the default place)."""
-        data = self.config.get("data")
-        if isinstance(data, dict) and isinstance(data.get("root"), str):
-            return data["root"]
-        args = self.config.get("args")
-        value = args.get("data_root") if isinstance(args, dict) else None
-        return value if isinstance(value, str) else None
+        return self._data_option("root", "data_root")
 
     @property
     def tensorboard(self) -> Path | None:
