@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 import warnings
 
 import pytest
@@ -146,6 +147,42 @@ def test_default_candidates_respect_the_data_each_needs(d, n):
         else:
             assert c == {"name": "flow"} and n >= 256
     assert ({"name": "gmm", "components": 1, "covariance": "diag"} in cands) == (n >= 10)
+    # with a diffusion prior (select's candidates when given a score): the same, and one more
+    wide = vk.priors.default_candidates((d,), n, diffusion=True)
+    assert wide[: len(cands)] == cands
+    assert wide[len(cands) :] == ([{"name": "diffusion"}] if n >= 256 else [])
+    spatial = vk.priors.default_candidates((1, d, 1), n, diffusion=True)
+    assert ({"name": "edm"} in spatial) == (n >= 256) and {"name": "diffusion"} not in spatial
+
+
+def test_select_with_a_score_and_no_candidates_adds_the_diffusion_prior(monkeypatch):
+    latents = torch.randn(300, 2, 2, 2, generator=gen(0))
+    module = sys.modules["vaekit.priors.select"]
+    asked = []
+
+    def small_candidates(shape, n, *, diffusion=False):  # the defaults, with minutes of
+        asked.append(diffusion)  # training cut to a few steps
+        out = vk.priors.default_candidates(shape, n, diffusion=diffusion)
+        for c in out:
+            if c["name"] in ("flow", "edm"):
+                c["fit"] = {"iterations": 2}
+            if c["name"] == "edm":
+                c.update(sample_steps=2, channels=4, blocks=1)
+        return out
+
+    monkeypatch.setattr(module, "default_candidates", small_candidates)
+    seen = []
+
+    def score(prior):
+        seen.append(type(prior).__name__)
+        return float(len(seen))  # the first candidate fitted wins
+
+    sel = vk.priors.select(latents, score=score, generator=gen(0), progress=False)
+    assert asked == [True] and seen[-2:] == ["Flow", "EDMDiffusion"]
+    assert [r["name"] for r in sel.table][-2:] == ["flow", "edm"]
+    assert sel.name == "gmm:1:diag" and sel.criterion == "score"
+    sel = vk.priors.select(latents, generator=gen(0), progress=False)
+    assert asked == [True, False] and "edm" not in [r["name"] for r in sel.table]
 
 
 def test_select_default_candidates_on_spatial_latents():
@@ -225,6 +262,15 @@ def test_float32_em_matches_float64():
         assert x.history[-1] == pytest.approx(y.history[-1], rel=1e-4)
     with pytest.raises(ValueError, match=r"precision must be one of \['float32', 'float64'\]"):
         vk.priors.GaussianMixture(2, precision="half")
+
+
+@pytest.mark.parametrize("d", [2, 16])
+def test_em_stops_when_the_log_likelihood_per_dimension_settles(d):
+    latents = clusters(n=2000, d=d, k=4)
+    gmm = quiet_fit(vk.priors.GaussianMixture(6, tol=1e-3), latents, generator=gen(0))
+    steps = [abs(b - a) / d for a, b in zip(gmm.history, gmm.history[1:], strict=False)]
+    assert gmm.converged and gmm.n_iter == len(steps) >= 2
+    assert steps[-1] < 1e-3 and min(steps[:-1]) >= 1e-3  # per dimension, not per latent
 
 
 def test_fit_state_survives_save_and_load(tmp_path):
