@@ -738,12 +738,14 @@ class Trainer:
         selection = None
         with usage_errors():  # e.g. a singular covariance: says what to change
             if spec.is_auto:
-                selection = vk.priors.select(latents.to(rt.device), generator=generator,
-                                             progress=self.show)  # fmt: skip
+                score = self._sample_fd_score()
+                selection = vk.priors.select(latents.to(rt.device), score=score,
+                                             generator=generator, progress=self.show)  # fmt: skip
                 prior = selection.best
-                rt.log(f"--fit-prior auto: {selection.name} has the best held-out "
-                       f"log-likelihood of {len(selection.table)} candidates\n"
-                       f"{selection.to_markdown()}")  # fmt: skip
+                how = ("held-out log-likelihood" if score is None
+                       else "sample FD (against training images)")  # fmt: skip
+                rt.log(f"--fit-prior auto: {selection.name} has the best {how} of "
+                       f"{len(selection.table)} candidates\n{selection.to_markdown()}")  # fmt: skip
             else:
                 prior = spec.build().to(rt.device)
                 prior.fit(latents, generator=generator, progress=self.show, **spec.fit_kwargs)
@@ -785,6 +787,35 @@ class Trainer:
         rt.log(f"fitted {spec.text} in {fit_seconds:.1f} s{heldout}; best.safetensors samples "
                f"from it (samples-{name}.png)")  # fmt: skip
         return info
+
+    def _sample_fd_score(self):
+        """``--fit-prior auto``'s score where the run measures FDs (Fashion-MNIST and
+        ``--fid-samples``): the FD of a prior's decoded samples against as many training
+        images in the run's classifier (the test images stay for the final figures). The
+        held-out log-likelihood ranks densities only, and on spatial latents it prefers priors
+        whose samples are worse (docs/priors.md); ``None`` elsewhere (it ranks then)."""
+        args, rt, dataset = self.args, self.rt, self.dataset
+        if dataset.name != "fashion-mnist" or not args.fid_samples:
+            return None
+        clf, _ = evaluate.fashion_classifier(
+            dataset.labelled["train_images"], dataset.labelled["train_labels"], args, rt.device,
+            rt.log,
+        )  # fmt: skip
+        train = dataset.labelled["train_images"]
+        n = min(args.fid_samples, len(train))
+        pick = torch.randperm(len(train), generator=torch.Generator().manual_seed(args.seed))[:n]
+
+        def feats(images: torch.Tensor) -> torch.Tensor:
+            return vk.metrics.extract_features(clf, images.to(rt.device), batch_size=500)
+
+        real = feats(train[pick])
+
+        def score(prior) -> float:
+            with evaluate.using_prior(self.vae, prior):
+                return vk.metrics.fid(real, feats(evaluate.draw_samples(self.vae, n,
+                                                                        seed=args.seed + 2)))  # fmt: skip
+
+        return score
 
     def _final_metrics(self, run_info: dict) -> dict:
         """metrics.json: the run, reconstruction quality, likelihood bounds, latent health and

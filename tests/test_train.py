@@ -896,7 +896,8 @@ def test_fit_prior_auto_chooses_by_heldout_log_likelihood(tmp_path, fmnist):
     assert specs.parse_prior("AUTO", "--fit-prior").is_auto
     with pytest.raises(ValueError, match=r"--prior 'auto': unknown prior 'auto'"):
         specs.parse_prior("auto", "--prior")
-    run = train.main(run_args(tmp_path, "--max-steps", "3", "--fit-prior", "auto", root=fmnist))
+    run = train.main(run_args(tmp_path, "--max-steps", "3", "--fit-prior", "auto",
+                              "--fid-samples", "0", root=fmnist))  # fmt: skip
     fitted = json.loads((run / "metrics.json").read_text())["prior"]["fitted"]
     sel = fitted["select"]
     names = [row["name"] for row in sel["table"]]
@@ -909,3 +910,12 @@ def test_fit_prior_auto_chooses_by_heldout_log_likelihood(tmp_path, fmnist):
     assert (run / "samples-gmm.png").stat().st_size > 0
     saved = vk.VAE.load(run / "best.safetensors").prior
     assert saved.fit_report == fitted["fit_report"]
+
+
+def test_fit_prior_auto_chooses_by_sample_fd_where_the_run_measures_fds(tmp_path, fmnist, capsys):
+    run = train.main(run_args(tmp_path, "--max-steps", "3", "--fit-prior", "auto", root=fmnist))
+    sel = json.loads((run / "metrics.json").read_text())["prior"]["fitted"]["select"]
+    assert sel["criterion"] == "score"  # the FD of decoded samples: lower is better
+    best = min((r for r in sel["table"] if r["score"] is not None), key=lambda r: r["score"])
+    assert best["name"] == sel["chosen"] and all(r["score"] > 0 for r in sel["table"])
+    assert "has the best sample FD (against training images) of" in capsys.readouterr().out

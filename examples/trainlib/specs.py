@@ -505,7 +505,7 @@ PRIOR_POSITIONAL = {
 }
 PRIOR_OPTIONS = {
     "--prior": ("learned with the VAE", "mog:16, vamp:64"),
-    "--fit-prior": ("fitted after training", "auto, gmm:10, gmm:10:diag, flow, diffusion"),
+    "--fit-prior": ("fitted after training", "auto, gmm:10, gmm:10:diag, flow, diffusion, edm"),
 }
 # set by the trainer from the model, never by a spec
 _PRIOR_BOUND = ("self", "latent_shape", "data_shape")

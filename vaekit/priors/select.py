@@ -31,13 +31,21 @@ __all__ = ["Selection", "default_candidates", "select"]
 Candidate = str | Mapping[str, Any] | ExPostPrior
 
 
-def default_candidates(latent_shape: Sequence[int], num_latents: int) -> list[dict[str, Any]]:
+def default_candidates(
+    latent_shape: Sequence[int], num_latents: int, *, diffusion: bool = False
+) -> list[dict[str, Any]]:
     """The candidates :func:`select` fits when given none, for ``num_latents`` fit latents of
     ``latent_shape`` (``D`` dims): Gaussian mixtures over a range of component counts ``K`` —
     diagonal ones with 1, 10, 30 and 100 components while ``N >= 10 K``, full ones with 1 to 20
     (50 too for ``D <= 64``) while ``N >= K D``, the latents per component a ``D×D``
     covariance needs — and the RealNVP :class:`~vaekit.priors.Flow` (from 256 latents, one
     of its batches).
+
+    ``diffusion=True`` (what :func:`select` uses when given a ``score``: a diffusion prior has
+    no density to rank by) adds the diffusion prior for the latent shape, from 256 latents:
+    :class:`~vaekit.priors.EDMDiffusion` (U-Net) for spatial latents ``(C, h, w)``,
+    :class:`~vaekit.priors.LatentDiffusion` (MLP) for flat ones — the best of each in
+    benchmarks/priors.py.
 
     Example:
         >>> import vaekit as vk
@@ -58,6 +66,8 @@ def default_candidates(latent_shape: Sequence[int], num_latents: int) -> list[di
     ]
     if num_latents >= 256:
         out.append({"name": "flow"})
+        if diffusion:
+            out.append({"name": "edm" if len(latent_shape) == 3 else "diffusion"})
     return out
 
 
@@ -173,7 +183,8 @@ def select(
             :func:`vaekit.priors.encode_dataset`.
         candidates: names (``"flow"``), dicts of a name and constructor keywords (``{"name":
             "gmm", "components": 30, "covariance": "diag", "fit": {...}}``) or unfitted
-            ex-post priors; ``None``: :func:`default_candidates`.
+            ex-post priors; ``None``: :func:`default_candidates` (with a diffusion prior when
+            ``score`` is given).
         val_fraction: the share held out, in (0, 1).
         score: lower-is-better score of a fitted prior, ranking every candidate instead of
             the held-out log-likelihood (needed for priors without a density).
@@ -214,7 +225,9 @@ def select(
         )
     fit_part, heldout = heldout_split(latents, n_val, generator)
     if candidates is None:
-        candidates = default_candidates(tuple(latents.shape[1:]), n - n_val)
+        candidates = default_candidates(
+            tuple(latents.shape[1:]), n - n_val, diffusion=score is not None
+        )
     built = [_build(c) for c in candidates]  # a bad candidate fails before any fit
     if not built:
         raise ValueError("candidates is empty: give at least one prior to choose from")
