@@ -38,22 +38,26 @@ from peers import crop_to
 
 import vaekit as vk
 
-# name -> (prior builder, fit keyword arguments from the run's options)
-EX_POST: dict[str, tuple[Callable[[], vk.priors.Prior], Callable[..., dict]]] = {
-    "gmm-full": (lambda: vk.priors.GaussianMixture(10, "full"), lambda a: {}),
-    # the same fit in float64, the EM's arithmetic before issue 19: time and log-likelihood
+# name -> (prior builder from the latents' dimension D, fit keyword arguments from the options)
+EX_POST: dict[str, tuple[Callable[[int], vk.priors.Prior], Callable[..., dict]]] = {
+    "gmm-full": (lambda d: vk.priors.GaussianMixture(10, "full"), lambda a: {}),
+    # the EM before issue 19: float64 arithmetic, stopped when the log-likelihood per latent
+    # (not per dimension) changes by less than 1e-4 nats; its time and log-likelihood
     "gmm-full-f64": (
-        lambda: vk.priors.GaussianMixture(10, "full", precision="float64"),
+        lambda d: vk.priors.GaussianMixture(10, "full", precision="float64", tol=1e-4 / d),
         lambda a: {},
     ),
-    "gmm-diag": (lambda: vk.priors.GaussianMixture(10, "diag"), lambda a: {}),
-    "flow": (lambda: vk.priors.Flow(), lambda a: {"iterations": a.flow_iterations}),
+    "gmm-diag": (lambda d: vk.priors.GaussianMixture(10, "diag"), lambda a: {}),
+    "flow": (lambda d: vk.priors.Flow(), lambda a: {"iterations": a.flow_iterations}),
     "diffusion": (
-        lambda: vk.priors.LatentDiffusion(),
+        lambda d: vk.priors.LatentDiffusion(),
         lambda a: {"iterations": a.diffusion_iterations},
     ),
+    "edm": (lambda d: vk.priors.EDMDiffusion(), lambda a: {"iterations": a.edm_iterations}),
 }
-# vk.priors.select with its default candidates: the winner's row, the table in "select"
+# vk.priors.select with its default candidates, diffusion included, ranked by the FD of their
+# decoded samples against training images (not the test images the rows are scored on): the
+# winner's row, every candidate's figures in "candidates"
 SELECT = "select"
 PRIOR_NAMES = (*EX_POST, SELECT)  # --prior-names choices
 PEER_SAMPLERS = ("pythae-gmm", "pythae-two-stage")
@@ -71,50 +75,82 @@ def _since(t: float) -> float:
     return round(time.perf_counter() - t, 2)
 
 
-def _fit(name: str, latents: torch.Tensor, gen: torch.Generator, args, row: dict):
-    """The fitted prior ``name`` (:data:`EX_POST` or :data:`SELECT`); its record into ``row``."""
+def _fit(name: str, latents: torch.Tensor, gen: torch.Generator, args, row: dict, score=None):
+    """The fitted prior ``name`` (:data:`EX_POST` or :data:`SELECT`); its record into ``row``.
+    ``score``: lower-is-better function of a fitted prior that ranks :data:`SELECT`'s
+    candidates."""
     with warnings.catch_warnings():  # an EM that hits max_iter is reported, not raised
         warnings.simplefilter("ignore", RuntimeWarning)
         if name == SELECT:
             n_fit = latents.shape[0] - round(0.1 * latents.shape[0])
-            cands = vk.priors.default_candidates(tuple(latents.shape[1:]), n_fit)
-            for cand in cands:  # the run's Flow steps (3,000 in full runs: its default)
-                if cand["name"] == "flow":
-                    cand["fit"] = EX_POST["flow"][1](args)
-            sel = vk.priors.select(latents, cands, generator=gen, progress=False)
+            cands = vk.priors.default_candidates(
+                tuple(latents.shape[1:]), n_fit, diffusion=score is not None
+            )
+            for cand in cands:  # the run's optimiser steps (full runs: the priors' defaults)
+                if cand["name"] in EX_POST:
+                    cand["fit"] = EX_POST[cand["name"]][1](args)
+            sel = vk.priors.select(latents, cands, score=score, generator=gen, progress=False)
             row["chosen"] = sel.name
+            row["criterion"] = sel.criterion
             row["heldout_log_prob"] = next(r for r in sel.table if r["name"] == sel.name)[
                 "heldout_log_prob"
             ]
             row["candidates"] = [
-                {k: r[k] for k in ("name", "heldout_log_prob", "fit_seconds", "note")}
+                {k: r[k] for k in ("name", "score", "heldout_log_prob", "fit_seconds", "note")}
                 for r in sel.table
             ]
+            if score is not None:  # sampling times, in the order of the candidates that fitted
+                fitted = [c for c in row["candidates"] if c["name"] in sel.priors]
+                for c, secs in zip(fitted, score.sample_seconds, strict=True):
+                    c["sample_seconds"] = secs
             return sel.best
         build, fit_kwargs = EX_POST[name]
-        prior = build().to(latents.device)
+        prior = build(latents[0].numel()).to(latents.device)
         return prior.fit(latents, generator=gen, progress=False, **fit_kwargs(args))
 
 
 def vaekit_priors(
-    c, x_fit, n_samples: int, fd, args, seed: int, device, log, names=None, stats=None
+    c,
+    x_fit,
+    n_samples: int,
+    fd,
+    args,
+    seed: int,
+    device,
+    log,
+    names=None,
+    stats=None,
+    select_fd=None,
 ) -> dict:
     """Fit the ex-post priors ``names`` (default: ``args.prior_names``, else all of
     :data:`PRIOR_NAMES`) on the posterior means of ``x_fit``; FD of their samples, and
     ``stats(images)`` merged into each row when given (the sharpness part's image statistics
-    of the same samples)."""
+    of the same samples). ``select_fd``: FD of images against training images, the score of
+    :data:`SELECT`'s candidates (``None``: the held-out log-likelihood ranks them)."""
     names = names or getattr(args, "prior_names", None) or PRIOR_NAMES
     vae = c.eval_vae().to(device).eval()
     t = time.perf_counter()
     latents = vk.priors.encode_dataset(vae, x_fit, use="mean", batch_size=500, progress=False)
     out = {"encode_seconds": _since(t), "latents": list(latents.shape)}
+
+    def score(prior) -> float:  # FD of decoded samples (a seed of their own), sampling timed
+        gen = torch.Generator(device=device).manual_seed(seed + 2)
+        t = time.perf_counter()
+        with torch.no_grad():
+            z = prior.sample(n_samples, generator=gen)
+        score.sample_seconds.append(_since(t))
+        return select_fd(_decode_samples(vae, z, device))
+
+    score.sample_seconds = []
+
     for name in names:
         row: dict = {}
         out[name] = row
         try:
             gen = torch.Generator(device=device).manual_seed(seed)
             t = time.perf_counter()
-            prior = _fit(name, latents.to(device), gen, args, row)
+            prior = _fit(name, latents.to(device), gen, args, row,
+                         score if select_fd is not None else None)  # fmt: skip
             row["fit_seconds"] = _since(t)
             if isinstance(prior, vk.priors.GaussianMixture):
                 row["em_iterations"], row["converged"] = prior.n_iter, prior.converged
@@ -211,10 +247,16 @@ def run_priors(args, device, log) -> dict:
                    "batch_size": 64, "seed": seed},
         "settings": {"gmm_components": 10, "flow_iterations": args.flow_iterations,
                      "diffusion_iterations": args.diffusion_iterations,
+                     "edm_iterations": args.edm_iterations,
                      "two_stage_epochs": args.two_stage_epochs},
         "systems": {},
     }  # fmt: skip
     budget = quality.Budget(args.budget_images, args.budget_seconds, args.max_train_seconds)
+    reference = sc.features(x_train[:n_test])  # select's score: FD against training images
+
+    def select_fd(images: torch.Tensor) -> float:
+        return vk.metrics.fid(reference, sc.features(images))
+
     for name in args.prior_systems:
         trained = quality.train_or_skip(name, section, x_train, budget, seed, device, log, "priors")
         if trained is None:
@@ -222,13 +264,14 @@ def run_priors(args, device, log) -> dict:
         row, c, watch = trained
         row.update(params=c.params, stopped=watch.stopped, at=watch.at, results={})
         score = pythae_priors if c.peer == "pythae" else vaekit_priors
+        kwargs = {} if c.peer == "pythae" else {"select_fd": select_fd}
         for which, state in watch.snapshots.items():
             c.model.load_state_dict(state)
             base = quality.evaluate(c, sc, seed)
             result = {k: base[k] for k in ("psnr", "ssim", "fd_recon")}
             result["priors"] = {"standard_normal": {"fd_samples": base["fd_samples"]}}
             x = crop_to(x_fit, c.input_shape[-1])
-            extra = score(c, x, n_test, sc.fd, args, seed, device, log)
+            extra = score(c, x, n_test, sc.fd, args, seed, device, log, **kwargs)
             for key in ("encode_seconds", "latents"):
                 if key in extra:
                     result[key] = extra.pop(key)

@@ -16,6 +16,11 @@ DOCS_BLOCKS = {
         "--write-docs --docs-block sharpness -->",
         "<!-- END GENERATED SHARPNESS RESULTS -->",
     ),
+    "priors": (
+        "<!-- BEGIN GENERATED PRIORS RESULTS: python benchmarks/run.py --render ... "
+        "--write-docs --docs-block priors -->",
+        "<!-- END GENERATED PRIORS RESULTS -->",
+    ),
 }
 BUDGETS = ("images", "time")
 # quality settings that must agree before rows from different runs share a table
@@ -237,6 +242,51 @@ def prior_targets(p: dict, quality: dict | None = None) -> list[dict]:
                 "best_peer": f"diffusers-kl: {b['psnr']:.2f} dB",
                 "met": a["psnr"] > b["psnr"],
             })  # fmt: skip
+        for name in ("vaekit-fmnist32", "vaekit-spatial"):  # issue 19: select's choice
+            r = res(name, which)
+            v = r["priors"].get("select", {}) if r else {}
+            if "fd_samples" in v:
+                out.append({
+                    "target": f"{name} + `vk.priors.select`'s choice: sample FD ≤ 1.0 × its "
+                    f"reconstruction FD ({which} budget)",
+                    "ours": f"{v['chosen']}: {v['fd_samples']:.2f} = "
+                    f"{v['fd_samples'] / r['fd_recon']:.2f} × {r['fd_recon']:.2f}",
+                    "best_peer": "—",
+                    "met": v["fd_samples"] <= r["fd_recon"],
+                })  # fmt: skip
+        r = res("vaekit-spatial", which)
+        f32, f64 = (r["priors"].get(k, {}) if r else {} for k in ("gmm-full", "gmm-full-f64"))
+        if "fit_seconds" in f32 and "fit_seconds" in f64 and "heldout_log_prob" in f64:
+            speed = f64["fit_seconds"] / f32["fit_seconds"]
+            gap = abs(f32["heldout_log_prob"] / f64["heldout_log_prob"] - 1)
+            out.append({
+                "target": "GaussianMixture(10, full) on the spatial latents ≥ 2× faster than the "
+                f"float64 EM with its old stop rule, held-out log p within 1% ({which} budget)",
+                "ours": f"{f32['fit_seconds']:.1f} s vs {f64['fit_seconds']:.1f} s = {speed:.2f}×; "
+                f"held-out {f32['heldout_log_prob']:.4f} vs {f64['heldout_log_prob']:.4f} "
+                f"nats/dim ({100 * gap:.2f}%)",
+                "best_peer": "—",
+                "met": speed >= 2 and gap <= 0.01,
+            })  # fmt: skip
+    for name in ("vaekit-fmnist32", "vaekit-spatial"):  # select's EDM candidate: its budgets
+        edm = [(w, c) for w in BUDGETS if (r := res(name, w))
+               for c in r["priors"].get("select", {}).get("candidates", [])
+               if c["name"] == "edm"]  # fmt: skip
+        if not edm:
+            continue
+        latents = res(name, edm[0][0]).get("latents") or [0]
+        for key, limit, what in (("fit_seconds", 600.0, "fit ≤ 10 min"),
+                                 ("sample_seconds", 60.0, "10,000 samples ≤ 1 min")):  # fmt: skip
+            secs = max(c.get(key, math.nan) for _, c in edm)
+            full = p["samples"] == 10_000 if key == "sample_seconds" else latents[0] == 60_000
+            size = (f"{p['samples']:,} samples" if key == "sample_seconds" else
+                    f"{latents[0]:,} latents of {' × '.join(map(str, latents[1:]))}")  # fmt: skip
+            out.append({
+                "target": f"EDMDiffusion {what} ({name} latents)",
+                "ours": f"{secs:.1f} s ({size}, torch threads: {p['threads']})",
+                "best_peer": "—",
+                "met": (secs <= limit) if full else None,
+            })  # fmt: skip
     for name, prior, key, limit, what, (count, dim) in COST_TARGETS:
         measured = [(w, r) for w in BUDGETS if (r := res(name, w))
                     and key in r["priors"].get(prior, {})]  # fmt: skip
@@ -444,7 +494,8 @@ def _quality(q: dict, h: str) -> list[str]:
 PRIOR_LABELS = {
     "standard_normal": "N(0, I)", "gmm-full": "GaussianMixture(10, full)",
     "gmm-diag": "GaussianMixture(10, diag)", "flow": "Flow", "diffusion": "LatentDiffusion",
-    "gmm-full-f64": "GaussianMixture(10, full), float64 EM", "select": "vk.priors.select",
+    "gmm-full-f64": "GaussianMixture(10, full), float64 EM, old stop rule",
+    "select": "vk.priors.select", "edm": "EDMDiffusion",
     "pythae-gmm": "pythae GaussianMixtureSampler", "pythae-two-stage": "pythae TwoStageVAESampler",
 }  # fmt: skip
 
@@ -465,7 +516,7 @@ def _priors(p: dict, h: str) -> list[str]:
         f"FD of {p['samples']:,} samples against {p['test_images']:,} test images (classifier "
         f"accuracy {clf['accuracy']:.3f}, floor FD(train, test) {clf['fd_train_test']:.3f}). "
         f"Flow {st['flow_iterations']:,} steps, LatentDiffusion {st['diffusion_iterations']:,} "
-        f"steps, pythae's second stage {st['two_stage_epochs']} epoch(s); times in seconds, "
+        f"steps, EDMDiffusion {st.get('edm_iterations', 0):,} steps, pythae's second stage {st['two_stage_epochs']} epoch(s); times in seconds, "
         f"torch threads: {p['threads']}. *× N(0, I)*: the prior's sample FD over the same "
         "model's N(0, I) sample FD; *× recon*: over its reconstruction FD; *held-out log p*: "
         "the prior's mean log-likelihood per latent dimension on the 10% of the latents its "
@@ -501,10 +552,37 @@ def _priors(p: dict, h: str) -> list[str]:
             rows, "lrrlrrrrrrl",
         )  # fmt: skip
         lines += [""]
+        lines += _select_tables(p, which)
     lines += [f"{h}## Targets (priors)", ""]
     rows = [[t["target"], t["ours"], t["best_peer"], _result_label(t)]
             for t in p.get("targets", [])]  # fmt: skip
     lines += [*_table(["target", "vaekit", "best peer", "result"], rows, "llll"), ""]
+    return lines
+
+
+def _select_tables(p: dict, which: str) -> list[str]:
+    """``vk.priors.select``'s candidates for each system that ran it at budget ``which``."""
+    lines = []
+    for name, s in p["systems"].items():
+        v = s.get("results", {}).get(which, {}).get("priors", {}).get("select", {})
+        if not v.get("candidates"):
+            continue
+        by_fd = v.get("criterion") == "score"
+        lines += [
+            f"`vk.priors.select` on `{name}`'s latents: every candidate fitted on the same 90% "
+            "and ranked by "
+            + ("the FD of its decoded samples against training images (lower is better)"
+               if by_fd else "its held-out log-likelihood per dimension (higher is better)")
+            + f"; chose `{v['chosen']}`.",
+            "",
+        ]  # fmt: skip
+        rows = [[f"**{r['name']}**" if r["name"] == v["chosen"] else r["name"],
+                 _f(r.get("score") if by_fd else None, ".2f"),
+                 _f(r.get("heldout_log_prob"), ".3f"), _f(r.get("fit_seconds"), ".1f"),
+                 r.get("note") or ""] for r in v["candidates"]]  # fmt: skip
+        lines += _table(["candidate", "FD vs train", "held-out log p / dim", "fit s", "note"],
+                        rows, "lrrrl")  # fmt: skip
+        lines += [""]
     return lines
 
 

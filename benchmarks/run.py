@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import inspect
 import json
 import os
 import shlex
@@ -103,6 +104,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="Flow fit steps (full 3000, quick 100)")  # fmt: skip
     ap.add_argument("--diffusion-iterations", type=int, default=None,
                     help="LatentDiffusion fit steps (full 8000, quick 100)")  # fmt: skip
+    ap.add_argument("--edm-iterations", type=int, default=None,
+                    help="EDMDiffusion fit steps (full: its default, quick 100)")  # fmt: skip
     ap.add_argument("--two-stage-epochs", type=int, default=None,
                     help="epochs of pythae's second-stage VAE (full 20, quick 1)")  # fmt: skip
     ap.add_argument("--sharpness-systems", nargs="+", choices=SHARPNESS_SYSTEMS, default=None,
@@ -138,9 +141,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--out", type=Path, default=HERE / "results")
     ap.add_argument("--name", default=None, help="file stem (default <date>-<quick|full>)")
     ap.add_argument("--write-docs", action="store_true", help=f"regenerate results in {DOCS}")
-    ap.add_argument("--docs-block", default="results", choices=("results", "sharpness"),
+    ap.add_argument("--docs-block", default="results", choices=("results", "sharpness", "priors"),
                     help="with --write-docs: the generated block of docs/benchmarks.md to "
-                    "replace (sharpness: runs from another machine than the main one)")  # fmt: skip
+                    "replace (sharpness, priors: runs from another machine than the main one)")  # fmt: skip
     ap.add_argument("--render", type=Path, nargs="+", default=None, metavar="JSON",
                     help="only render existing results (with --write-docs: into docs); several "
                     "JSONs of pieces run one after another are merged into <out>/<name>.json")  # fmt: skip
@@ -163,6 +166,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.prior_fit_images = args.prior_fit_images or (2_000 if quick else None)
     args.flow_iterations = args.flow_iterations or (100 if quick else 3_000)
     args.diffusion_iterations = args.diffusion_iterations or (100 if quick else 8_000)
+    edm_default = inspect.signature(vk.priors.EDMDiffusion.fit).parameters["iterations"].default
+    args.edm_iterations = args.edm_iterations or (100 if quick else edm_default)
     args.two_stage_epochs = args.two_stage_epochs or (1 if quick else 20)
     args.sharpness_systems = args.sharpness_systems or list(SHARPNESS_SYSTEMS)
     args.sharpness_repeats = args.sharpness_repeats or (2 if quick else 20)

@@ -36,6 +36,7 @@ def quick_run(tmp_path_factory):
         "--sharpness-systems", *SHARPNESS_SYSTEMS, "--sharpness-repeats", "1",
         "--levers", *LEVERS, "--lever-images", "64",
         "--prior-fit-images", "256", "--flow-iterations", "5", "--diffusion-iterations", "5",
+        "--edm-iterations", "5",
         "--two-stage-epochs", "1",
         "--without", "diffusers",  # stands in for a peer that is not installed
         "--budget-images", "64", "--budget-minutes", "0.002", "--test-images", "64",
@@ -91,10 +92,13 @@ def test_priors_rows(quick_run):
         for which, r in results.items():
             assert r["latents"] == latents and r["psnr"] > 0
             assert set(r["priors"]) == {"standard_normal", "gmm-full", "gmm-full-f64",
-                                        "gmm-diag", "flow", "diffusion", "select"}  # fmt: skip
-            chosen = r["priors"]["select"]["chosen"]
-            assert chosen in [c["name"] for c in r["priors"]["select"]["candidates"]]
-            assert f"chose `{chosen}`" in md
+                                        "gmm-diag", "flow", "diffusion", "edm", "select"}  # fmt: skip
+            sel = r["priors"]["select"]
+            scores = {c["name"]: c["score"] for c in sel["candidates"]}
+            # ranked by the FD of decoded samples (against training images): the lowest wins
+            assert sel["criterion"] == "score" and scores[sel["chosen"]] == min(scores.values())
+            assert all(c["sample_seconds"] >= 0 for c in sel["candidates"])
+            assert f"chose `{sel['chosen']}`" in md
             for prior in ("gmm-full", "gmm-full-f64", "gmm-diag"):  # (the flow's 256-latent
                 # batch leaves it nothing to hold out of 256 latents)
                 assert math.isfinite(r["priors"][prior]["heldout_log_prob"]), prior
@@ -116,6 +120,9 @@ def test_priors_rows(quick_run):
     targets = p["targets"]
     assert any("≤ 0.6 × its N(0, I) sample FD" in t["target"] for t in targets)
     assert any("≤ 1.2 × its reconstruction FD" in t["target"] for t in targets)
+    for name in ("vaekit-fmnist32", "vaekit-spatial"):  # issue 19's: select's choice, EM speed
+        assert any(t["target"].startswith(f"{name} + `vk.priors.select`'s choice") for t in targets)
+    assert sum("float64 EM with its old stop rule" in t["target"] for t in targets) == 2
     costs = [t for t in targets if "≤ 30 s" in t["target"] or "≤ 1 min" in t["target"]]
     assert costs and all(t["met"] is None for t in costs)  # 256 latents: too small to judge
     assert "| `vaekit-spatial` |" in md and "LatentDiffusion" in md
@@ -421,3 +428,31 @@ def test_sharpness_table_renders_and_merge_pools_its_rows():
         merge([recipe, _sharpness_run({"vaekit-fmnist32-adv": _adv()}, timed_steps=3)])
     with pytest.raises(ValueError, match=r"sharpness system\(s\) \['vaekit-fmnist32'\]"):
         merge([recipe, recipe])
+
+
+def test_issue19_prior_targets():
+    from report import prior_targets
+
+    def result(fd_select, f32, f64, edm_fit):
+        return {
+            "psnr": 20.0, "fd_recon": 5.0, "latents": [60_000, 4, 8, 8],
+            "priors": {
+                "standard_normal": {"fd_samples": 100.0},
+                "gmm-full": {"fd_samples": 8.0, "fit_seconds": f32, "heldout_log_prob": 0.745},
+                "gmm-full-f64": {"fd_samples": 8.0, "fit_seconds": f64,
+                                 "heldout_log_prob": 0.749},
+                "select": {"fd_samples": fd_select, "chosen": "edm", "candidates": [
+                    {"name": "edm", "fit_seconds": edm_fit, "sample_seconds": 50.0}]},
+            },
+        }  # fmt: skip
+
+    p = {"samples": 10_000, "threads": 2, "systems": {"vaekit-spatial": {"results": {
+        "images": result(4.9, 100.0, 250.0, 480.0), "time": result(5.2, 100.0, 150.0, 700.0),
+    }}}}  # fmt: skip
+    met = {t["target"]: t["met"] for t in prior_targets(p)}
+    pre = "vaekit-spatial + `vk.priors.select`'s choice: sample FD ≤ 1.0 × its reconstruction FD"
+    assert met[f"{pre} (images budget)"] is True and met[f"{pre} (time budget)"] is False
+    speed = [v for k, v in met.items() if "float64 EM with its old stop rule" in k]
+    assert speed == [True, False]  # 2.5× and 1.5× faster, held-out log p 0.5% lower
+    assert met["EDMDiffusion fit ≤ 10 min (vaekit-spatial latents)"] is False  # 700 s at one
+    assert met["EDMDiffusion 10,000 samples ≤ 1 min (vaekit-spatial latents)"] is True
