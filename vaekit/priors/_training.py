@@ -1,8 +1,10 @@
-"""The maximum-likelihood / denoising training loop shared by the flow and diffusion priors."""
+"""The maximum-likelihood / denoising training loop shared by the flow and diffusion priors,
+and the whole fit of a diffusion prior's denoiser (:func:`fit_denoiser`)."""
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Iterator
 
 import torch
@@ -11,7 +13,7 @@ from torch import nn
 from .._validation import check_int, check_positive
 from ._progress import progress_bar
 
-__all__ = ["fit_loop", "randn_like_on", "seeded_build"]
+__all__ = ["fit_denoiser", "fit_loop", "randn_like_on", "seeded_build"]
 
 
 def randn_like_on(
@@ -120,3 +122,33 @@ def fit_loop(
             for p, a in zip(params, averages):
                 p.copy_(a)
     return history
+
+
+def fit_denoiser(
+    prior,
+    latents: torch.Tensor,
+    standardise: Callable[[torch.Tensor], torch.Tensor],
+    loss_fn: Callable[[torch.Tensor], torch.Tensor],
+    *,
+    generator: torch.Generator | None,
+    desc: str,
+    **loop: object,
+):
+    """A diffusion prior's ``fit``: check the latents, a fresh ``prior.denoiser`` (from
+    ``prior._make_denoiser``, seeded from ``generator``), ``standardise(latents)`` (sets the
+    prior's buffers, returns the training data; under ``no_grad``), :func:`fit_loop` on
+    ``loss_fn`` with ``loop``'s options into ``prior.history``, then the fit's record.
+    Returns ``prior``."""
+    t0 = time.perf_counter()
+    data = prior._check_fit_latents(latents).to(prior.dtype)
+    shape = prior.latent_shape
+    prior.fitted.fill_(False)
+    prior.denoiser = seeded_build(lambda: prior._make_denoiser(shape), generator).to(
+        device=prior.device, dtype=prior.dtype
+    )
+    with torch.no_grad():
+        data = standardise(data)
+    prior.history = fit_loop(prior.denoiser, loss_fn, data, generator=generator, desc=desc, **loop)
+    prior._set_fitted()
+    prior._report_fit(data, None, time.perf_counter() - t0)  # no density: size and time
+    return prior

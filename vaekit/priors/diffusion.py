@@ -22,7 +22,6 @@ naming the priors that have one. Use it for sampling, not as the KL's prior.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Sequence
 
 import torch
@@ -31,7 +30,7 @@ from torch import nn
 
 from .._validation import check_choice, check_int
 from ..blocks import PreActResBlock, get_norm_layer
-from ._training import fit_loop, randn_like_on, seeded_build
+from ._training import fit_denoiser, randn_like_on
 from .base import ExPostPrior, check_temperature
 from .registry import register
 
@@ -261,21 +260,16 @@ class LatentDiffusion(ExPostPrior):
             generator: seeds the weights, minibatches, timesteps and noise (any device).
             progress: show a progress bar.
         """
-        t0 = time.perf_counter()
-        x0 = self._check_fit_latents(latents).to(self.dtype)
-        shape = self.latent_shape
-        self.fitted.fill_(False)
-        kw = {"device": self.device, "dtype": self.dtype}
-        self.denoiser = seeded_build(lambda: self._make_denoiser(shape), generator).to(**kw)
-        dims = (0, 2, 3) if len(shape) == 3 else (0,)
-        with torch.no_grad():
-            self.shift.copy_(x0.mean(dims, keepdim=len(shape) == 3).view_as(self.shift))
-            self.scale.copy_(
-                x0.std(dims, keepdim=len(shape) == 3).clamp_min(1e-6).view_as(self.scale)
-            )
+        abar = self.alphas_cumprod
+
+        def standardise(x0: torch.Tensor) -> torch.Tensor:
+            dims = (0, 2, 3) if x0.ndim == 4 else (0,)
+            keep = x0.ndim == 4
+            self.shift.copy_(x0.mean(dims, keepdim=keep).view_as(self.shift))
+            self.scale.copy_(x0.std(dims, keepdim=keep).clamp_min(1e-6).view_as(self.scale))
             x0 = (x0 - self.shift) / self.scale
             self.clip.fill_(float(x0.abs().max()))
-        abar = self.alphas_cumprod
+            return x0
 
         def loss_fn(batch: torch.Tensor) -> torch.Tensor:
             b = batch.shape[0]
@@ -287,13 +281,11 @@ class LatentDiffusion(ExPostPrior):
             x_t = a.sqrt() * batch + (1 - a).sqrt() * eps
             return F.mse_loss(self.denoiser(x_t, t), eps)
 
-        self.history = fit_loop(
-            self.denoiser, loss_fn, x0, iterations=iterations, lr=lr, batch_size=batch_size,
-            generator=generator, progress=progress, desc="LatentDiffusion fit", ema=ema,
+        return fit_denoiser(
+            self, latents, standardise, loss_fn, iterations=iterations, lr=lr,
+            batch_size=batch_size, generator=generator, progress=progress,
+            desc="LatentDiffusion fit", ema=ema,
         )  # fmt: skip
-        self._set_fitted()
-        self._report_fit(x0, None, time.perf_counter() - t0)  # no density: size and time
-        return self
 
     # -- sampling ---------------------------------------------------------------------------
     def sample(

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import time
 from collections.abc import Sequence
 
 import torch
@@ -35,7 +34,7 @@ from torch import nn
 from .._validation import check_int, check_number
 from ..blocks import SelfAttention
 from ..blocks.factory import group_count
-from ._training import fit_loop, randn_like_on, seeded_build
+from ._training import fit_denoiser, randn_like_on
 from .base import ExPostPrior, check_temperature
 from .registry import register
 
@@ -295,16 +294,11 @@ class EDMDiffusion(ExPostPrior):
             generator: seeds the weights, minibatches and noise (any device).
             progress: show a progress bar.
         """
-        t0 = time.perf_counter()
-        y = self._check_fit_latents(latents).to(self.dtype)
-        shape = self.latent_shape
-        self.fitted.fill_(False)
-        kw = {"device": self.device, "dtype": self.dtype}
-        self.denoiser = seeded_build(lambda: self._make_denoiser(shape), generator).to(**kw)
-        with torch.no_grad():
+
+        def standardise(y: torch.Tensor) -> torch.Tensor:
             self.shift.copy_(y.mean(0))
             self.scale.copy_(y.std(0).clamp_min(1e-6))
-            y = (y - self.shift) / self.scale
+            return (y - self.shift) / self.scale
 
         def loss_fn(batch: torch.Tensor) -> torch.Tensor:
             b = batch.shape[0]
@@ -315,13 +309,11 @@ class EDMDiffusion(ExPostPrior):
             weight = (s**2 + self.sigma_data**2) / (s * self.sigma_data) ** 2
             return (weight * (self.denoise(batch + s * noise, sigma) - batch).square()).mean()
 
-        self.history = fit_loop(
-            self.denoiser, loss_fn, y, iterations=iterations, lr=lr, batch_size=batch_size,
-            generator=generator, progress=progress, desc="EDMDiffusion fit", ema=ema,
+        return fit_denoiser(
+            self, latents, standardise, loss_fn, iterations=iterations, lr=lr,
+            batch_size=batch_size, generator=generator, progress=progress,
+            desc="EDMDiffusion fit", ema=ema,
         )  # fmt: skip
-        self._set_fitted()
-        self._report_fit(y, None, time.perf_counter() - t0)  # no density: size and time
-        return self
 
     # -- sampling ---------------------------------------------------------------------------
     def sample(
