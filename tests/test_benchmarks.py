@@ -43,6 +43,7 @@ def quick_run(tmp_path_factory):
         "--batch", "4", "--flops-batch", "1", "--loss-shapes", "1x3x32x32,1x1x64x64",
         "--classifier-images", "512", "--repeats", "1",
         "--warmup", "1", "--import-repeats", "1", "--speed-variants", "eager",
+        "--threads", "1",  # the other xdist worker has the second core
         "--out", str(out), "--name", "t",
     ]  # fmt: skip
     env = {**os.environ, "VAEKIT_BENCH_CACHE": str(out / "cache"), "PYTHONWARNINGS": "ignore"}
