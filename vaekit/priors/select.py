@@ -36,8 +36,8 @@ def default_candidates(
 ) -> list[dict[str, Any]]:
     """The candidates :func:`select` fits when given none, for ``num_latents`` fit latents of
     ``latent_shape`` (``D`` dims): Gaussian mixtures over a range of component counts ``K`` —
-    diagonal ones with 1, 10, 30 and 100 components while ``N >= 10 K``, full ones with 1 to 20
-    (50 too for ``D <= 64``) while ``N >= K D``, the latents per component a ``D×D``
+    diagonal ones with 1, 10, 30, 100 and 300 components while ``N >= 10 K``, full ones with 1
+    to 20 (50 too for ``D <= 64``) while ``N >= K D``, the latents per component a ``D×D``
     covariance needs — and the RealNVP :class:`~vaekit.priors.Flow` (from 256 latents, one
     of its batches).
 
@@ -56,7 +56,7 @@ def default_candidates(
     full = (1, 5, 10, 20, 50) if d <= 64 else (1, 5, 10, 20)
     out = [
         {"name": "gmm", "components": k, "covariance": "diag"}
-        for k in (1, 10, 30, 100)
+        for k in (1, 10, 30, 100, 300)
         if num_latents >= 10 * k
     ]
     out += [
