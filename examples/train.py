@@ -803,12 +803,8 @@ class Trainer:
         )  # fmt: skip
         train = dataset.labelled["train_images"]
         n = min(args.fid_samples, len(train))
-        pick = torch.randperm(len(train), generator=torch.Generator().manual_seed(args.seed))[:n]
-
-        def feats(images: torch.Tensor) -> torch.Tensor:
-            return vk.metrics.extract_features(clf, images.to(rt.device), batch_size=500)
-
-        real = feats(train[pick])
+        feats = evaluate.feature_fn(clf, rt.device)
+        real = feats(evaluate.training_subset(train, n, args.seed))
 
         def score(prior) -> float:
             with evaluate.using_prior(self.vae, prior):

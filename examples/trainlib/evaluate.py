@@ -328,6 +328,22 @@ def posterior_gaps(vae, dataset, args, device, priors: dict) -> dict:
     return out
 
 
+def training_subset(train: torch.Tensor, n: int, seed: int) -> torch.Tensor:
+    """``n`` training images drawn with ``seed``: the floor's reference in :func:`fashion_fid`
+    and ``--fit-prior auto``'s (the same images for both)."""
+    pick = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:n]
+    return train[pick]
+
+
+def feature_fn(clf, device):
+    """``images -> features`` in the FD classifier ``clf`` on ``device``, in batches of 500."""
+
+    def feats(images: torch.Tensor) -> torch.Tensor:
+        return vk.metrics.extract_features(clf, images.to(device), batch_size=500)
+
+    return feats
+
+
 def fashion_fid(vae, data: Data, args, device, log, priors: dict | None = None) -> dict:
     """FD(test, prior samples), FD(test, reconstructions) and the floor FD(train, test).
 
@@ -347,12 +363,7 @@ def fashion_fid(vae, data: Data, args, device, log, priors: dict | None = None) 
             samples[name] = draw_samples(vae, n, seed=args.seed + 1)
     with evaluating(vae):
         recons = torch.cat([vae.reconstruct(x.to(device)).float() for x in test[:n].split(500)])
-    train = data.labelled["train_images"]
-    pick = torch.randperm(len(train), generator=torch.Generator().manual_seed(args.seed))[:n]
-
-    def feats(images: torch.Tensor) -> torch.Tensor:
-        return vk.metrics.extract_features(clf, images.to(device), batch_size=500)
-
+    feats = feature_fn(clf, device)
     real = feats(test[:n])
     by_prior = {name: vk.metrics.fid(real, feats(x)) for name, x in samples.items()}
     return {
@@ -362,7 +373,9 @@ def fashion_fid(vae, data: Data, args, device, log, priors: dict | None = None) 
         "fd_samples": by_prior[prior_name(vae.prior)],
         "fd_samples_by_prior": by_prior,
         "fd_reconstructions": vk.metrics.fid(real, feats(recons)),
-        "fd_floor_train_vs_test": vk.metrics.fid(real, feats(train[pick])),
+        "fd_floor_train_vs_test": vk.metrics.fid(
+            real, feats(training_subset(data.labelled["train_images"], n, args.seed))
+        ),
     }
 
 
