@@ -508,6 +508,8 @@ def _result_label(t: dict) -> str:
 
 def _priors(p: dict, h: str) -> list[str]:
     clf, b, st = p["classifier"], p["budget"], p["settings"]
+    # runs from before the EDM prior have no such setting: say nothing of it there
+    edm = f"EDMDiffusion {st['edm_iterations']:,} steps, " if "edm_iterations" in st else ""
     lines = [
         f"{h}# Priors: samples from fitted priors (Fashion-MNIST)",
         "",
@@ -516,7 +518,7 @@ def _priors(p: dict, h: str) -> list[str]:
         f"FD of {p['samples']:,} samples against {p['test_images']:,} test images (classifier "
         f"accuracy {clf['accuracy']:.3f}, floor FD(train, test) {clf['fd_train_test']:.3f}). "
         f"Flow {st['flow_iterations']:,} steps, LatentDiffusion {st['diffusion_iterations']:,} "
-        f"steps, EDMDiffusion {st.get('edm_iterations', 0):,} steps, pythae's second stage {st['two_stage_epochs']} epoch(s); times in seconds, "
+        f"steps, {edm}pythae's second stage {st['two_stage_epochs']} epoch(s); times in seconds, "
         f"torch threads: {p['threads']}. *× N(0, I)*: the prior's sample FD over the same "
         "model's N(0, I) sample FD; *× recon*: over its reconstruction FD; *held-out log p*: "
         "the prior's mean log-likelihood per latent dimension on the 10% of the latents its "

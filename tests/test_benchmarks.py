@@ -128,6 +128,10 @@ def test_priors_rows(quick_run):
     assert costs and all(t["met"] is None for t in costs)  # 256 latents: too small to judge
     assert "| `vaekit-spatial` |" in md and "LatentDiffusion" in md
     assert "not judged: run smaller than the target" in md
+    assert "EDMDiffusion 5 steps, " in md
+    old = json.loads(json.dumps(res))  # a run from before the EDM prior: no such setting
+    del old["parts"]["priors"]["settings"]["edm_iterations"]
+    assert "EDMDiffusion" not in render(old).split("steps, pythae's second stage")[0][-40:]
 
 
 SHARPNESS_FIELDS = ("psnr", "ssim", "fd_recon", "fd_samples_normal", "sharpness_recon",
