@@ -173,3 +173,11 @@ def test_rendered_pictures_stay_in_the_explorers_folder(files, server, browser):
     B.stop_server(proc)
     assert proc.returncode == 0, log.read_text()
     assert not own.exists()
+
+
+def test_quitting_the_browser_removes_its_profile(tmp_path):
+    driver = B.chromium(320, 240)
+    profile = Path(driver.capabilities["chrome"]["userDataDir"])
+    assert profile.is_dir() and profile.parent == tmp_path  # tempfile's folder for this test
+    driver.quit()
+    assert not profile.exists()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -108,9 +109,24 @@ def chromium(width: int = 1280, height: int = 900):
     for flag in FLAGS:
         opts.add_argument(flag)
     opts.add_argument(f"--window-size={width},{height}")
-    opts.add_argument(f"--user-data-dir={tempfile.mkdtemp(prefix='vaekit-chromium-')}")
+    profile = tempfile.mkdtemp(prefix="vaekit-chromium-")
+    opts.add_argument(f"--user-data-dir={profile}")
     opts.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
-    return webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=opts)
+    try:
+        driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=opts)
+    except BaseException:
+        shutil.rmtree(profile, ignore_errors=True)
+        raise
+    quit_browser = driver.quit
+
+    def quit_and_remove_profile() -> None:  # the profile (~5 MB) goes with the browser
+        try:
+            quit_browser()
+        finally:
+            shutil.rmtree(profile, ignore_errors=True)
+
+    driver.quit = quit_and_remove_profile
+    return driver
 
 
 def wait_for(check: Callable[[], object], timeout: float = 30.0, what: str = "a condition"):
