@@ -612,7 +612,8 @@ def test_ddp_two_cpu_processes(tmp_path, fmnist):
            str(fmnist), "--batch-size", "8", "--max-steps", "4", "--eval-every", "2",
            "--minutes", "10", "--out", str(out), "--no-final-metrics",
            "--device", "cpu"]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # TMPDIR: torchrun's agent leaves a torchelastic_* folder in the temp folder
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(tmp_path)}
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     log = res.stdout + res.stderr
     assert res.returncode == 0, log

@@ -296,7 +296,8 @@ def test_adversarial_under_ddp_two_cpu_processes(tmp_path, fmnist):
            str(fmnist), "--batch-size", "8", "--max-steps", "4", "--eval-every", "2",
            "--log-every", "1", "--out", str(out), "--no-final-metrics", "--image-every", "0",
            "--device", "cpu", "--adversarial", f"{SMALL},start=1,r1=1"]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # TMPDIR: torchrun's agent leaves a torchelastic_* folder in the temp folder
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(tmp_path)}
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     log = res.stdout + res.stderr
     assert res.returncode == 0, log
